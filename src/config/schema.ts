@@ -1,11 +1,47 @@
 import { z } from "zod";
 import { policyConfigSchema } from "../policies/registry.js";
 import { MIGRATION_FLAGS } from "../drivers/driver.js";
+import { validate as validateCron } from "node-cron";
+
+// Custom messages are phrased "expected …": the loader prints them as "got <value>, expected …".
 
 const fraction = z.number().min(0).max(1);
 const positive = z.number().positive();
-const name = z.string().min(1).max(253).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "a name of letters, digits, '.', '_' or '-'");
-const fingerprint = z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}=?$/, "an OpenSSH 'SHA256:…' host key fingerprint");
+const name = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "expected a name of letters, digits, '.', '_' or '-' (starting with a letter or digit)");
+const fingerprint = z
+  .string()
+  .regex(/^SHA256:[A-Za-z0-9+/]{43}=?$/, "expected an OpenSSH host key fingerprint: 'SHA256:' and 43 base64 characters");
+
+function isTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Adds one "duplicate name" issue per repeated entry, pointing at the repeat. */
+function uniqueNames(items: readonly { name: string }[], path: (string | number)[], what: string, ctx: z.RefinementCtx): void {
+  const seen = new Map<string, number>();
+  for (const [i, item] of items.entries()) {
+    const first = seen.get(item.name);
+    if (first !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: [...path, i, "name"],
+        input: item.name,
+        message: `expected a unique ${what} name ('${item.name}' is already used by ${path.join(".")}[${first}])`,
+      });
+    } else {
+      seen.set(item.name, i);
+    }
+  }
+}
 
 export const thresholdsSchema = z
   .strictObject({
@@ -14,8 +50,17 @@ export const thresholdsSchema = z
     memHigh: fraction.default(0.9),
     memLow: fraction.default(0.8),
   })
-  .refine((t) => t.cpuLow < t.cpuHigh, { message: "cpuLow must be below cpuHigh", path: ["cpuLow"] })
-  .refine((t) => t.memLow < t.memHigh, { message: "memLow must be below memHigh", path: ["memLow"] });
+  .superRefine((t, ctx) => {
+    // Hysteresis needs a band: the low mark strictly below the high one. (Skipped when a mark is
+    // already reported as out of range, so one mistake gives one message.)
+    const valid = (x: number): boolean => x >= 0 && x <= 1;
+    if (valid(t.cpuLow) && valid(t.cpuHigh) && !(t.cpuLow < t.cpuHigh)) {
+      ctx.addIssue({ code: "custom", path: ["cpuLow"], input: t.cpuLow, message: `expected a number below cpuHigh (${t.cpuHigh})` });
+    }
+    if (valid(t.memLow) && valid(t.memHigh) && !(t.memLow < t.memHigh)) {
+      ctx.addIssue({ code: "custom", path: ["memLow"], input: t.memLow, message: `expected a number below memHigh (${t.memHigh})` });
+    }
+  });
 
 const sshSchema = z.strictObject({
   user: z.string().min(1).default("root"),
@@ -28,7 +73,7 @@ const sshSchema = z.strictObject({
 
 const libvirtHostSchema = z.strictObject({
   name,
-  uri: z.string().regex(/^qemu(\+(ssh|tls|tcp|unix))?:\/\/[^\s]*\/(system|session)(\?[^\s]*)?$/, "a libvirt URI such as qemu+tls://host/system"),
+  uri: z.string().regex(/^qemu(\+(ssh|tls|tcp|unix))?:\/\/[^\s]*\/(system|session)(\?[^\s]*)?$/, "expected a libvirt URI such as qemu+tls://host/system or qemu+ssh://root@host/system"),
   cell: name.optional(),
   sharedStorage: z.array(z.string().min(1)).default([]),
   /** Where host CPU load comes from: node statistics, or the sum of its domains' CPU time. */
@@ -38,7 +83,7 @@ const libvirtHostSchema = z.strictObject({
 
 const xenPoolSchema = z.strictObject({
   name,
-  url: z.url({ protocol: /^https?$/ }),
+  url: z.url({ protocol: /^https?$/, error: "expected an http:// or https:// URL of the pool master" }),
   /** File holding "user:password"; never logged. */
   credentialsFile: z.string().min(1),
   allowUnauthorized: z.boolean().default(false),
@@ -86,9 +131,26 @@ export const migrationSchema = z.strictObject({
   allowBlockMigration: z.boolean().default(false),
   /** Running VMs carrying one of these tags may be moved cold (stopped, moved, started) when live is impossible. */
   allowColdForTags: z.array(z.string().min(1)).default([]),
+  /** Highest guest downtime the convergence guard may allow (Nova live_migration_downtime). */
   maxDowntimeMs: positive.default(500),
+  /** Downtime rises to maxDowntimeMs in this many steps (Nova live_migration_downtime_steps). */
+  downtimeSteps: z.number().int().min(1).max(100).default(10),
+  /** Seconds between downtime steps per GiB of RAM + disk (Nova live_migration_downtime_delay). */
+  downtimeDelaySecPerGiB: positive.default(75),
+  /** Migration link bandwidth cap; also what the convergence prediction assumes when the driver measures none. */
   bandwidthMiBps: positive.optional(),
+  /** Budget per GiB of RAM + copied disk (Nova live_migration_completion_timeout). */
   completionTimeoutSecPerGiB: positive.default(800),
+  /** No new low of remaining data across memory passes for this long is a stall (0 turns the check off). */
+  progressTimeoutSec: z.number().min(0).default(150),
+  /** Allow switching to post-copy (adds the POSTCOPY flag at start). */
+  permitPostCopy: z.boolean().default(false),
+  /** Let QEMU throttle the guest's vCPUs (adds AUTO_CONVERGE). */
+  permitAutoConverge: z.boolean().default(false),
+  /** When cheaper steps are exhausted: abort (VM stays on its source) or force-complete (post-copy or pause). */
+  timeoutAction: z.enum(["abort", "force-complete"]).default("abort"),
+  /** Consecutive samples with dirty rate at or above bandwidth before the guard escalates at once. */
+  escalateAfterSamples: z.number().int().min(1).default(5),
   pollIntervalMs: z.number().int().min(100).default(1000),
 });
 
@@ -107,8 +169,16 @@ export const configSchema = z
     /** Flag files `<maintenanceDir>/<host>`; defaults to `<stateDir>/maintenance`. */
     maintenanceDir: z.string().min(1).optional(),
     /** node-cron expression (seconds field optional). */
-    schedule: z.string().min(1).default("*/60 * * * * *"),
-    timezone: z.string().min(1).optional(),
+    schedule: z
+      .string()
+      .min(1)
+      .refine((s) => validateCron(s), "expected a cron expression such as '*/60 * * * * *' (sec min hour day month weekday)")
+      .default("*/60 * * * * *"),
+    timezone: z
+      .string()
+      .min(1)
+      .refine(isTimeZone, "expected an IANA time zone such as 'UTC' or 'Europe/Berlin'")
+      .optional(),
     /** Periodic rescan of the flag directory, on top of the file watch. */
     flagRescanSeconds: positive.default(5),
     http: z
@@ -140,17 +210,37 @@ export const configSchema = z
   })
   .superRefine((c, ctx) => {
     if (!c.sim && !c.libvirt && !c.xenserver) {
-      ctx.addIssue({ code: "custom", path: [], message: "one of sim, libvirt or xenserver must be configured" });
+      ctx.addIssue({ code: "custom", path: [], message: "expected one of sim, libvirt or xenserver to be configured" });
     }
     if (c.sim && (c.libvirt || c.xenserver)) {
-      ctx.addIssue({ code: "custom", path: ["sim"], message: "the simulated cluster cannot be mixed with real hypervisors" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["sim"],
+        message: "expected either sim or real hypervisors (libvirt, xenserver), not both",
+      });
     }
+    if (c.sim) {
+      uniqueNames(c.sim.cells, ["sim", "cells"], "cell", ctx);
+      const simHosts = new Set(c.sim.cells.flatMap((cell) => Array.from({ length: cell.hosts }, (_, i) => `${cell.name}-h${i + 1}`)));
+      for (const [i, h] of c.sim.hotHosts.entries()) {
+        if (!simHosts.has(h)) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["sim", "hotHosts", i],
+            input: h,
+            message: "expected a simulated host name '<cell>-h<N>' with N from 1 to that cell's host count",
+          });
+        }
+      }
+    }
+    if (c.libvirt) uniqueNames(c.libvirt.hosts, ["libvirt", "hosts"], "host", ctx);
+    if (c.xenserver) uniqueNames(c.xenserver.pools, ["xenserver", "pools"], "pool", ctx);
     for (const [i, h] of (c.libvirt?.hosts ?? []).entries()) {
       if (!c.libvirt?.allowInsecureTransport && /^qemu\+tcp:/.test(h.uri)) {
         ctx.addIssue({
           code: "custom",
           path: ["libvirt", "hosts", i, "uri"],
-          message: "qemu+tcp:// is unencrypted; use qemu+ssh:// or qemu+tls://, or set libvirt.allowInsecureTransport",
+          message: "expected qemu+ssh:// or qemu+tls:// (qemu+tcp:// is unencrypted; set libvirt.allowInsecureTransport to allow it)",
           input: h.uri,
         });
       }

@@ -11,13 +11,30 @@ export function footprint(vm: Vm): Footprint {
   return vm.state === "shutoff" ? { cpus: 0, memoryMiB: 0 } : { cpus: vm.cpuLoad, memoryMiB: vm.memoryMiB };
 }
 
-/** The host's load with a footprint added (sign 1) or removed (sign -1). The one place move arithmetic lives. */
-export function hostWith(host: Host, fp: Footprint, sign: 1 | -1): Host {
+/** A host's load figures (the fields move arithmetic changes). */
+export interface HostLoad {
+  readonly cpuLoad: number;
+  readonly memoryUsedMiB: number;
+  readonly memoryMiB: number;
+}
+
+/**
+ * The host's load figures with a footprint added (sign 1) or removed (sign -1), without copying the host:
+ * the planner evaluates thousands of candidate destinations per plan. The one place move arithmetic lives.
+ */
+export function loadWith(host: Pick<Host, "cpus" | "cpuLoad" | "memoryUsedMiB" | "memoryMiB">, fp: Footprint, sign: 1 | -1): HostLoad {
   return {
-    ...host,
     cpuLoad: Math.max(0, host.cpuLoad + (sign * fp.cpus) / host.cpus),
     memoryUsedMiB: Math.max(0, host.memoryUsedMiB + sign * fp.memoryMiB),
+    memoryMiB: host.memoryMiB,
   };
 }
 
-export const memoryFraction = (host: Host): number => (host.memoryMiB > 0 ? host.memoryUsedMiB / host.memoryMiB : 1);
+/** The host with a footprint added (sign 1) or removed (sign -1); arithmetic from loadWith. */
+export function hostWith(host: Host, fp: Footprint, sign: 1 | -1): Host {
+  const l = loadWith(host, fp, sign);
+  return { ...host, cpuLoad: l.cpuLoad, memoryUsedMiB: l.memoryUsedMiB };
+}
+
+export const memoryFraction = (host: Pick<Host, "memoryMiB" | "memoryUsedMiB">): number =>
+  host.memoryMiB > 0 ? host.memoryUsedMiB / host.memoryMiB : 1;

@@ -10,6 +10,8 @@ export interface ClusterView {
   vmsOn(host: HostId): readonly Vm[];
   cells(): readonly CellId[];
   hostsInCell(cell: CellId): readonly Host[];
+  /** Hosts with `maintenance: true`, in name order (indexed: the drain policy reads it after every move). */
+  maintenanceHosts(): readonly Host[];
 }
 
 /** Hysteresis band shared by every policy and the capacity constraint. */
@@ -53,13 +55,27 @@ export interface Proposal {
   readonly candidates: readonly VmId[];
   readonly goal: Goal;
   readonly reason: string;
+  /**
+   * Identity for the planner: once a proposal with this key is blocked it is not retried in the same
+   * plan. Defaults to policy, source and first candidate.
+   */
+  readonly key?: string;
 }
 
 export type Verdict = { readonly ok: true } | { readonly ok: false; readonly code: string; readonly reason: string };
 
 export interface Policy {
   readonly name: string;
-  propose(input: PolicyInput): readonly Proposal[];
+  /**
+   * The highest priority of any proposal this policy makes. Lets the planner skip running lower
+   * policies while a higher one still has work; absent means "unknown" (always run).
+   */
+  readonly priority?: number;
+  /**
+   * Proposals in the policy's preference order. May be lazy (a generator): the planner stops reading
+   * once it has found the proposal it will serve, so a policy should yield its most urgent work first.
+   */
+  propose(input: PolicyInput): Iterable<Proposal>;
 }
 
 /** Registry entry (DESIGN rule 7): name, parameter schema with defaults, factory. */

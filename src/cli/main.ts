@@ -1,0 +1,184 @@
+#!/usr/bin/env node
+import { Command, CommanderError, Option } from "commander";
+import { checkConfig, formatIssue } from "../config/index.js";
+import { clearFlag, setFlag } from "../daemon/flags.js";
+import { createLogger } from "../daemon/logger.js";
+import { startDaemon } from "../daemon/service.js";
+import { simulate } from "../daemon/simulate.js";
+import { DriverUnavailableError } from "../drivers/index.js";
+import { DEFAULT_CONFIG, loadConfigOrFail, parseDuration } from "./config-arg.js";
+import { CliError, EX_CONFIG, EX_FAILURE, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE } from "./exit-codes.js";
+import { historyCommand } from "./history-command.js";
+import { planCommand } from "./plan-command.js";
+import { liveSnapshot } from "./snapshot-source.js";
+import { statusCommand } from "./status-command.js";
+import { pct, table } from "./table.js";
+import { packageVersion } from "../util/version.js";
+
+const configOption = (): Option => new Option("-c, --config <file>", "configuration file").default(DEFAULT_CONFIG);
+const print = (text: string): void => void process.stdout.write(text.endsWith("\n") ? text : text + "\n");
+
+const program = new Command("ballast")
+  .description("Policy-driven VM rebalancing daemon for KVM/libvirt and XenServer/XCP-ng")
+  .version(packageVersion())
+  .showHelpAfterError()
+  .exitOverride();
+
+program
+  .command("run")
+  .description("run the daemon (foreground; systemd runs it like this)")
+  .addOption(configOption())
+  .action(async (o: { config: string }) => {
+    const config = loadConfigOrFail(o.config);
+    const log = createLogger(config.logLevel);
+    const running = await startDaemon({ configFile: o.config, config, log });
+    log.info({ config: o.config, stateDir: config.stateDir, maintenanceDir: config.maintenanceDir }, "ballast running");
+    await new Promise<void>((resolve) => {
+      let stopping = false;
+      const stop = (signal: string): void => {
+        if (stopping) return;
+        stopping = true;
+        log.info({ signal }, "stopping");
+        running.stop().then(resolve, (e: unknown) => {
+          log.error({ err: e }, "error while stopping");
+          resolve();
+        });
+      };
+      process.on("SIGTERM", () => stop("SIGTERM"));
+      process.on("SIGINT", () => stop("SIGINT"));
+      process.on("SIGHUP", () => void running.reload());
+    });
+  });
+
+program
+  .command("plan")
+  .description("show the moves the planner would make now (or on a snapshot file)")
+  .option("-s, --snapshot <file>", "plan on a snapshot (DESIGN.md format) instead of the live cluster")
+  .option("-c, --config <file>", "configuration (policy parameters; the live cluster when no snapshot is given)")
+  .option("--json", "machine-readable output")
+  .option("--explain", "show every candidate and why it was taken or refused")
+  .action(async (o: { snapshot?: string; config?: string; json?: boolean; explain?: boolean }) => {
+    print(await planCommand({ ...o, config: o.config ?? (o.snapshot === undefined ? DEFAULT_CONFIG : undefined) }));
+  });
+
+program
+  .command("snapshot")
+  .description("sample the live cluster (from the running daemon if there is one)")
+  .addOption(configOption())
+  .option("--json", "the snapshot in DESIGN.md's format (input for plan --snapshot)")
+  .action(async (o: { config: string; json?: boolean }) => {
+    const { snapshot, source } = await liveSnapshot(loadConfigOrFail(o.config));
+    if (o.json) return print(JSON.stringify(snapshot, null, 2));
+    print(`Sampled from ${source} at ${snapshot.takenAt}: ${snapshot.hosts.length} hosts, ${snapshot.vms.length} VMs`);
+    const vms = new Map<string, number>();
+    for (const v of snapshot.vms) vms.set(v.host, (vms.get(v.host) ?? 0) + 1);
+    print(table(["host", "cell", "cpu", "mem", "vms", "maintenance"], snapshot.hosts.map((h) => [h.name, h.cell, pct(h.cpuLoad), pct(h.memoryUsedMiB / h.memoryMiB), vms.get(h.name) ?? 0, h.maintenance ? "yes" : ""])));
+  });
+
+program
+  .command("status")
+  .description("what the running daemon sees and does")
+  .addOption(configOption())
+  .option("--json", "machine-readable output")
+  .action(async (o: { config: string; json?: boolean }) => print(await statusCommand(loadConfigOrFail(o.config), o.json === true)));
+
+program
+  .command("history")
+  .description("past migrations and events from the SQLite history")
+  .addOption(configOption())
+  .option("--vm <id>", "one VM's migrations with every guard decision")
+  .option("-n, --limit <n>", "rows to show", (v) => Number.parseInt(v, 10), 20)
+  .option("--json", "machine-readable output")
+  .action((o: { config: string; vm?: string; limit: number; json?: boolean }) => {
+    if (!Number.isInteger(o.limit) || o.limit <= 0) throw new CliError(`--limit: expected a positive integer`, EX_USAGE);
+    print(historyCommand(loadConfigOrFail(o.config), o));
+  });
+
+program
+  .command("drain")
+  .description("put a host in maintenance: the daemon evacuates it one VM at a time")
+  .argument("<host>", "host name")
+  .addOption(configOption())
+  .option("-r, --reason <text>", "why (kept in the flag file, shown in status)", "")
+  .action(async (host: string, o: { config: string; reason: string }) => {
+    const config = loadConfigOrFail(o.config);
+    await setFlag(config.maintenanceDir, host, o.reason).catch((e: unknown) => {
+      throw new CliError(`drain ${JSON.stringify(host)}: ${(e as Error).message}`, EX_USAGE);
+    });
+    print(`${host}: maintenance flag set in ${config.maintenanceDir}; the daemon drains it within seconds`);
+  });
+
+program
+  .command("undrain")
+  .description("take a host out of maintenance")
+  .argument("<host>", "host name")
+  .addOption(configOption())
+  .action(async (host: string, o: { config: string }) => {
+    const config = loadConfigOrFail(o.config);
+    const removed = await clearFlag(config.maintenanceDir, host).catch((e: unknown) => {
+      throw new CliError(`undrain ${JSON.stringify(host)}: ${(e as Error).message}`, EX_USAGE);
+    });
+    print(removed ? `${host}: maintenance flag removed` : `${host}: was not in maintenance`);
+  });
+
+program
+  .command("check-config")
+  .description("validate a configuration file; exit 78 when it has errors")
+  .addOption(configOption())
+  .action((o: { config: string }) => {
+    const result = checkConfig(o.config);
+    if (result.ok) return print(`${o.config}: ok`);
+    process.stderr.write(result.errors.map(formatIssue).join("\n") + "\n");
+    process.stderr.write(`${o.config}: ${result.errors.length} error(s)\n`);
+    process.exitCode = EX_CONFIG;
+  });
+
+program
+  .command("simulate")
+  .description("fast-forward the daemon over the simulated cluster and report what it did")
+  .addOption(configOption())
+  .option("-d, --duration <duration>", "simulated time, e.g. 6h or 2d", "24h")
+  .option("--round-interval <duration>", "time between rounds", "60s")
+  .option("--json", "machine-readable output")
+  .action(async (o: { config: string; duration: string; roundInterval: string; json?: boolean }) => {
+    const config = loadConfigOrFail(o.config);
+    const report = await simulate(config, parseDuration(o.duration, "--duration"), parseDuration(o.roundInterval, "--round-interval"));
+    if (o.json) return print(JSON.stringify(report, null, 2));
+    print(
+      table(
+        ["metric", "value"],
+        [
+          ["simulated hours", report.durationHours],
+          ["rounds", report.rounds],
+          ["migrations", `${report.migrations.total} ${JSON.stringify(report.migrations.byOutcome)}`],
+          ["GiB copied", report.gibCopied],
+          ["hotspot host-minutes", report.hotspotHostMinutes],
+          ["cpu imbalance mean / max", `${report.imbalance.meanCpu} / ${report.imbalance.maxCpu}`],
+          ["memory imbalance mean / max", `${report.imbalance.meanMemory} / ${report.imbalance.maxMemory}`],
+          ["blocked (by reason)", JSON.stringify(report.blockedByReason)],
+          ["convergence failures", report.convergenceFailures],
+        ],
+      ),
+    );
+  });
+
+async function main(argv: readonly string[]): Promise<number> {
+  try {
+    await program.parseAsync(argv as string[]);
+    return typeof process.exitCode === "number" ? process.exitCode : EX_OK;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? EX_OK : EX_USAGE;
+    if (e instanceof CliError) {
+      process.stderr.write(`ballast: ${e.message}\n`);
+      return e.exitCode;
+    }
+    if (e instanceof DriverUnavailableError) {
+      process.stderr.write(`ballast: ${e.message}\n`);
+      return EX_UNAVAILABLE;
+    }
+    process.stderr.write(`ballast: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    return e instanceof Error ? EX_SOFTWARE : EX_FAILURE;
+  }
+}
+
+process.exitCode = await main(process.argv);

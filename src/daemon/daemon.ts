@@ -1,0 +1,290 @@
+import type { Logger } from "pino";
+import type { Driver } from "../drivers/driver.js";
+import type { ClusterSnapshot, HostId, Move, VmId } from "../model/index.js";
+import { imbalance } from "../model/index.js";
+import type { ResolvedConfig } from "../config/index.js";
+import { enabledPolicies } from "../policies/registry.js";
+import type { HistoryStore } from "../store/index.js";
+import type { Clock } from "../util/clock.js";
+import { ballastGuard, type ConvergenceGuard } from "./convergence.js";
+import { Executor, type ExecutionResult, type MigrationObserver } from "./executor.js";
+import { FlagWatcher, type MaintenanceFlag } from "./flags.js";
+import { moveGuards } from "./guards.js";
+import { LoadHistory } from "./load-history.js";
+import type { Metrics } from "./metrics.js";
+import { plan, type Plan } from "./planner.js";
+import { reconcile } from "./reconcile.js";
+import type { JobStats } from "../drivers/driver.js";
+
+export interface DaemonDeps {
+  readonly config: ResolvedConfig;
+  readonly driver: Driver;
+  readonly store: HistoryStore;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly guard?: ConvergenceGuard;
+}
+
+export interface RoundSummary {
+  readonly roundId: number;
+  readonly trigger: string;
+  readonly startedAt: number;
+  readonly durationMs: number;
+  readonly outcome: "ok" | "error";
+  readonly moves: number;
+  readonly blocked: number;
+  readonly executed?: { readonly move: Move; readonly result: ExecutionResult };
+  readonly error?: string;
+}
+
+export interface InFlight {
+  readonly move: Move;
+  readonly migrationId: number;
+  readonly startedAt: number;
+  stats?: JobStats;
+  readonly guardActions: string[];
+}
+
+/** Overlays maintenance flags on the driver's sample (flags are the operator's truth, not the hypervisor's). */
+export function withMaintenance(snapshot: ClusterSnapshot, flags: ReadonlyMap<HostId, MaintenanceFlag>): ClusterSnapshot {
+  if (flags.size === 0) return snapshot;
+  return {
+    ...snapshot,
+    hosts: snapshot.hosts.map((h) => {
+      const f = flags.get(h.name);
+      return f ? { ...h, maintenance: true, ...(f.reason && { maintenanceReason: f.reason }) } : h;
+    }),
+  };
+}
+
+/**
+ * The daemon loop: rounds run one at a time (triggered by the schedule, a flag change, or by hand), each
+ * samples, plans and performs at most one migration. When more moves are waiting, the next round follows at once.
+ */
+export class Daemon {
+  private config: ResolvedConfig;
+  private readonly executor: Executor;
+  private readonly history: LoadHistory;
+  private readonly flags: FlagWatcher;
+  private running: Promise<void> | undefined;
+  private pending: string | undefined;
+  private stopping = false;
+  private lastBlocked = new Map<string, string>();
+  readonly startedAt: number;
+  lastSnapshot: ClusterSnapshot | undefined;
+  lastPlan: Plan | undefined;
+  lastRound: RoundSummary | undefined;
+  inFlight: InFlight | undefined;
+  roundsRun = 0;
+
+  constructor(private readonly deps: DaemonDeps) {
+    this.config = deps.config;
+    this.startedAt = deps.clock.now();
+    this.history = new LoadHistory(this.historyWindowMs());
+    const observer: MigrationObserver = {
+      onStart: (move, migrationId) => {
+        this.inFlight = { move, migrationId, startedAt: deps.clock.now(), guardActions: [] };
+        deps.metrics.onStart();
+        deps.log.info({ vm: move.vm, host: move.from, to: move.to, policy: move.policy, kind: move.kind, migration: migrationId }, "migration started");
+      },
+      onStats: (move, stats) => {
+        if (this.inFlight) this.inFlight.stats = stats;
+        deps.metrics.onStats(move, stats);
+      },
+      onGuard: (move, decision) => {
+        this.inFlight?.guardActions.push(decision.action.kind);
+        deps.metrics.onGuard(move, decision);
+        deps.log.warn({ vm: move.vm, host: move.from, step: decision.action.kind, reason: decision.reason }, "convergence guard acted");
+      },
+      onFinish: (move, result) => {
+        this.inFlight = undefined;
+        deps.metrics.onFinish(move, result);
+        const line = { vm: move.vm, host: move.from, to: move.to, policy: move.policy, kind: move.kind, outcome: result.status, durationMs: result.durationMs, downtimeMs: result.downtimeMs, error: result.error };
+        if (result.status === "succeeded") deps.log.info(line, "migration finished");
+        else deps.log.error(line, "migration did not succeed");
+      },
+    };
+    this.executor = new Executor({ driver: deps.driver, journal: deps.store, clock: deps.clock, guard: deps.guard ?? ballastGuard, observer });
+    this.flags = new FlagWatcher(
+      this.config.maintenanceDir,
+      deps.clock,
+      this.config.flagRescanSeconds * 1000,
+      (change) => {
+        const at = deps.clock.now();
+        for (const f of change.set) {
+          deps.store.recordEvent({ at, kind: "flag-set", host: f.host, message: f.reason || "maintenance flag set" });
+          deps.log.info({ host: f.host, reason: f.reason }, "maintenance flag set");
+        }
+        for (const h of change.cleared) {
+          deps.store.recordEvent({ at, kind: "flag-cleared", host: h, message: "maintenance flag removed" });
+          deps.log.info({ host: h }, "maintenance flag cleared");
+        }
+        void this.trigger("flag");
+      },
+      (e) => deps.log.warn({ err: e }, "maintenance flag scan failed"),
+    );
+  }
+
+  private historyWindowMs(): number {
+    return (this.config.policies["hotspot-relief"].sustainMinutes + 2) * 60_000;
+  }
+
+  get maintenanceFlags(): ReadonlyMap<HostId, MaintenanceFlag> {
+    return this.flags.flags;
+  }
+
+  get currentConfig(): ResolvedConfig {
+    return this.config;
+  }
+
+  /** Reconciles unfinished journal records, then watches flags. The caller triggers the first round. */
+  async start(): Promise<void> {
+    const { store, clock, driver, log } = this.deps;
+    store.recordEvent({ at: clock.now(), kind: "started", message: `ballast started (driver ${driver.name})` });
+    await reconcile({ store, driver, clock, log });
+    this.history.seed(store.hostLoadHistory(clock.now() - this.historyWindowMs()));
+    await this.flags.start();
+  }
+
+  /** Takes effect at the next round. */
+  setConfig(config: ResolvedConfig): void {
+    this.config = config;
+    this.history.setWindow(this.historyWindowMs());
+  }
+
+  /** Runs a round now, or right after the one in progress; resolves when no round is left to run. */
+  trigger(reason: string): Promise<void> {
+    if (this.stopping) return Promise.resolve();
+    if (this.running) {
+      this.pending = reason;
+      return this.running;
+    }
+    this.running = (async () => {
+      let next: string | undefined = reason;
+      while (next !== undefined && !this.stopping) {
+        this.pending = undefined;
+        const summary = await this.round(next);
+        const more = summary.executed?.result.status === "succeeded" && summary.moves > 1;
+        next = this.pending ?? (more ? "follow-up" : undefined);
+      }
+    })().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async round(trigger: string): Promise<RoundSummary> {
+    const { store, clock, log, metrics, driver } = this.deps;
+    const config = this.config;
+    const startedAt = clock.now();
+    const roundId = store.startRound({ startedAt, trigger });
+    this.roundsRun++;
+    let summary: RoundSummary;
+    try {
+      let sampled: ClusterSnapshot;
+      try {
+        sampled = await driver.sample();
+      } catch (e) {
+        metrics.driverError(driver.name);
+        throw e;
+      }
+      const snapshot = withMaintenance(sampled, this.flags.flags);
+      const now = clock.now();
+      this.history.record(snapshot, now);
+      store.recordSamples(
+        now,
+        snapshot.hosts.map((h) => ({ host: h.name, cell: h.cell, cpuLoad: h.cpuLoad, memoryUsedMiB: h.memoryUsedMiB, memoryMiB: h.memoryMiB, maintenance: h.maintenance })),
+      );
+      store.recordImbalance(now, imbalance(snapshot).map((c) => ({ cell: c.cell, cpu: c.cpu, memory: c.memory })));
+      store.pruneSamples(now - config.history.sampleRetentionHours * 3_600_000);
+      metrics.observeSnapshot(snapshot);
+      this.lastSnapshot = snapshot;
+
+      const guards = moveGuards(store, config.guards, now);
+      const result = plan(snapshot, {
+        policies: enabledPolicies(config.policies),
+        thresholds: config.thresholds,
+        migration: config.migration,
+        history: this.history.view,
+        nowMs: now,
+        exclude: guards.exclude,
+      });
+      this.lastPlan = result;
+      for (const r of guards.refusals()) metrics.refused(r);
+      metrics.observePlan(result.moves, result.blocked, this.drainBlocked(snapshot, result));
+      this.recordBlocked(roundId, result, now);
+      const planMs = clock.now() - startedAt;
+      metrics.observeRound("ok", planMs / 1000, clock.now());
+
+      let executed: RoundSummary["executed"];
+      const move = result.moves[0];
+      if (move && !this.stopping) {
+        const limit = guards.hourlyLimitReached();
+        if (limit) {
+          metrics.refused("hourly-limit");
+          store.recordDecision({ roundId, at: now, outcome: "refused", vm: move.vm, from: move.from, to: move.to, kind: move.kind, policy: move.policy, reason: limit });
+          log.info({ vm: move.vm, host: move.from, policy: move.policy, outcome: "refused", reason: limit }, "move refused by guard");
+        } else {
+          const vm = snapshot.vms.find((v) => v.id === move.vm);
+          if (!vm) throw new Error(`planned VM ${move.vm} is not in the snapshot`);
+          store.recordDecision({ roundId, at: now, outcome: "moved", vm: move.vm, from: move.from, to: move.to, kind: move.kind, policy: move.policy, reason: move.reason });
+          log.info({ vm: move.vm, host: move.from, to: move.to, policy: move.policy, kind: move.kind, outcome: "chosen", reason: move.reason }, "decision");
+          executed = { move, result: await this.executor.execute(move, vm, config.migration, roundId) };
+        }
+      }
+      summary = { roundId, trigger, startedAt, durationMs: clock.now() - startedAt, outcome: "ok", moves: result.moves.length, blocked: result.blocked.length, ...(executed && { executed }) };
+      store.finishRound(roundId, { finishedAt: clock.now(), outcome: "ok", planned: result.moves.length, blocked: result.blocked.length, summary: this.summaryLine(summary) });
+    } catch (e) {
+      const error = e instanceof Error ? e.message : String(e);
+      log.error({ err: e, trigger }, "round failed");
+      metrics.observeRound("error", (clock.now() - startedAt) / 1000, clock.now());
+      summary = { roundId, trigger, startedAt, durationMs: clock.now() - startedAt, outcome: "error", moves: 0, blocked: 0, error };
+      store.finishRound(roundId, { finishedAt: clock.now(), outcome: "error", planned: 0, blocked: 0, error });
+    }
+    this.lastRound = summary;
+    return summary;
+  }
+
+  private summaryLine(s: RoundSummary): string {
+    const ex = s.executed ? `; ${s.executed.move.vm} ${s.executed.move.from}→${s.executed.move.to} ${s.executed.result.status}` : "";
+    return `${s.moves} planned, ${s.blocked} blocked${ex}`;
+  }
+
+  /** Blocked moves on hosts in maintenance, per host (drain progress). */
+  private drainBlocked(snapshot: ClusterSnapshot, result: Plan): Map<string, number> {
+    const vmHost = new Map<VmId, HostId>(snapshot.vms.map((v) => [v.id, v.host]));
+    const out = new Map<string, number>();
+    for (const b of result.blocked) {
+      const host = vmHost.get(b.vm);
+      if (host && this.flags.flags.has(host)) out.set(host, (out.get(host) ?? 0) + 1);
+    }
+    return out;
+  }
+
+  /** Blocked decisions are recorded when they appear or their reason changes, not every round. */
+  private recordBlocked(roundId: number, result: Plan, at: number): void {
+    const now = new Map<string, string>();
+    for (const b of result.blocked) {
+      const key = `${b.policy}/${b.vm}`;
+      now.set(key, b.reason);
+      if (this.lastBlocked.get(key) !== b.reason) {
+        this.deps.store.recordDecision({ roundId, at, outcome: "blocked", vm: b.vm, policy: b.policy, reason: b.reason });
+        this.deps.log.warn({ vm: b.vm, policy: b.policy, outcome: "blocked", reason: b.reason }, "move blocked");
+      }
+    }
+    this.lastBlocked = now;
+  }
+
+  /** Stops scheduling and waits for the round in progress (and its migration) to end. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.flags.stop();
+    await this.running;
+    this.deps.store.recordEvent({ at: this.deps.clock.now(), kind: "stopped", message: "ballast stopped" });
+  }
+
+  get busy(): boolean {
+    return this.running !== undefined;
+  }
+}

@@ -1,0 +1,226 @@
+import type { Driver, JobStats, MigrationOutcome, Placement } from "../drivers/driver.js";
+import type { MigrationConfig } from "../config/schema.js";
+import type { Move, Vm } from "../model/index.js";
+import type { Clock } from "../util/clock.js";
+import { initialDowntimeMs, type ConvergenceGuard, type GuardDecision, type TakenAction } from "./convergence.js";
+import { flagsFor } from "./migration-kind.js";
+
+export type MigrationStatus = "succeeded" | "failed" | "aborted";
+
+/** The part of the history store the executor writes: the crash-safe journal. */
+export interface MigrationJournal {
+  recordIntent(intent: {
+    roundId: number | null;
+    vm: Move["vm"];
+    from: Move["from"];
+    to: Move["to"];
+    kind: Move["kind"];
+    policy: string;
+    reason: string;
+    flags: readonly string[];
+    startedAt: number;
+    predictedMs?: number;
+  }): number;
+  markRunning(id: number, at: number): void;
+  appendMigrationEvent(id: number, event: { at: number; kind: "stats" | "guard" | "note"; data: unknown }): void;
+  finishMigration(
+    id: number,
+    result: {
+      status: MigrationStatus | "interrupted";
+      finishedAt: number;
+      downtimeMs?: number;
+      dataMiB?: number;
+      passes?: number;
+      error?: string;
+      actualMs?: number;
+    },
+  ): void;
+}
+
+/** Live view of the migration in flight, for metrics, logs and the status API. */
+export interface MigrationObserver {
+  onStart?(move: Move, migrationId: number): void;
+  onStats?(move: Move, stats: JobStats): void;
+  onGuard?(move: Move, decision: GuardDecision & { kind: "act" }): void;
+  onFinish?(move: Move, result: ExecutionResult): void;
+}
+
+export interface ExecutionResult {
+  readonly migrationId: number;
+  readonly status: MigrationStatus;
+  readonly durationMs: number;
+  readonly downtimeMs?: number;
+  readonly dataMiB?: number;
+  readonly error?: string;
+}
+
+export interface ExecutorDeps {
+  readonly driver: Driver;
+  readonly journal: MigrationJournal;
+  readonly clock: Clock;
+  readonly guard: ConvergenceGuard;
+  readonly observer?: MigrationObserver;
+}
+
+/** Job statistics are journalled at most this often; guard decisions always. */
+const STATS_JOURNAL_EVERY_MS = 10_000;
+
+const describe = (p: readonly Placement[]): string =>
+  p.length === 0 ? "nowhere" : p.map((x) => `${x.host} (${x.state})`).join(", ");
+
+/**
+ * Performs one migration at a time: journal the intent, re-check live state, migrate under the convergence
+ * guard, verify where the VM ended up (DESIGN: data flow, rule 5).
+ */
+export class Executor {
+  private busy = false;
+
+  constructor(private readonly deps: ExecutorDeps) {}
+
+  get inFlight(): boolean {
+    return this.busy;
+  }
+
+  async execute(move: Move, vm: Vm, config: MigrationConfig, roundId: number | null): Promise<ExecutionResult> {
+    if (this.busy) throw new Error("executor: a migration is already in flight");
+    this.busy = true;
+    try {
+      return await this.run(move, vm, config, roundId);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async run(move: Move, vm: Vm, config: MigrationConfig, roundId: number | null): Promise<ExecutionResult> {
+    const { driver, journal, clock, observer } = this.deps;
+    const flags = flagsFor(move.kind, config);
+    const startedAt = clock.now();
+    const id = journal.recordIntent({
+      roundId,
+      vm: move.vm,
+      from: move.from,
+      to: move.to,
+      kind: move.kind,
+      policy: move.policy,
+      reason: move.reason,
+      flags,
+      startedAt,
+    });
+    observer?.onStart?.(move, id);
+    const finish = (r: Omit<ExecutionResult, "migrationId" | "durationMs">): ExecutionResult => {
+      const finishedAt = clock.now();
+      const result: ExecutionResult = { ...r, migrationId: id, durationMs: finishedAt - startedAt };
+      journal.finishMigration(id, {
+        status: r.status,
+        finishedAt,
+        actualMs: result.durationMs,
+        ...(r.downtimeMs !== undefined && { downtimeMs: r.downtimeMs }),
+        ...(r.dataMiB !== undefined && { dataMiB: r.dataMiB }),
+        ...(r.error !== undefined && { error: r.error }),
+      });
+      observer?.onFinish?.(move, result);
+      return result;
+    };
+
+    // Re-check live state: the plan was made on a sample that may be stale.
+    let placements: readonly Placement[];
+    try {
+      placements = (await driver.locate(move.vm)).placements;
+    } catch (e) {
+      return finish({ status: "failed", error: `re-check failed: ${(e as Error).message}` });
+    }
+    const onSource = placements.length === 1 && placements[0]?.host === move.from;
+    if (!onSource) {
+      return finish({ status: "failed", error: `re-check: VM is on ${describe(placements)}, expected ${move.from}` });
+    }
+
+    let handle;
+    try {
+      handle = await driver.migrate({
+        vm: move.vm,
+        from: move.from,
+        to: move.to,
+        kind: move.kind,
+        flags,
+        maxDowntimeMs: initialDowntimeMs(config),
+        ...(config.bandwidthMiBps !== undefined && { bandwidthMiBps: config.bandwidthMiBps }),
+      });
+    } catch (e) {
+      return finish({ status: "failed", error: `migrate refused: ${(e as Error).message}` });
+    }
+    journal.markRunning(id, clock.now());
+
+    const history: JobStats[] = [];
+    const taken: TakenAction[] = [];
+    let pausedByUs = false;
+    let lastJournalled = -Infinity;
+    let outcome: MigrationOutcome;
+    for (;;) {
+      await clock.sleep(config.pollIntervalMs);
+      const stats = await handle.stats().catch(() => undefined);
+      if (stats === null) {
+        outcome = await handle.done.catch((e: unknown) => ({ status: "failed" as const, error: String(e) }));
+        break;
+      }
+      if (stats === undefined) continue; // a failed poll is not a decision input
+      history.push(stats);
+      observer?.onStats?.(move, stats);
+      if (clock.now() - lastJournalled >= STATS_JOURNAL_EVERY_MS) {
+        journal.appendMigrationEvent(id, { at: clock.now(), kind: "stats", data: stats });
+        lastJournalled = clock.now();
+      }
+      const decision = this.deps.guard({
+        stats: history,
+        memoryMiB: vm.memoryMiB,
+        diskMiB: move.kind === "live-block" ? (vm.diskMiB ?? 0) : 0,
+        kind: move.kind,
+        config,
+        capabilities: driver.capabilities,
+        taken,
+      });
+      if (decision.kind === "act") {
+        taken.push({ action: decision.action, atSample: history.length });
+        if (decision.action.kind === "pause") pausedByUs = true;
+        journal.appendMigrationEvent(id, { at: clock.now(), kind: "guard", data: { ...decision, stats } });
+        observer?.onGuard?.(move, decision);
+        await handle.act(decision.action).catch((e: unknown) => {
+          journal.appendMigrationEvent(id, { at: clock.now(), kind: "note", data: { actFailed: String(e) } });
+        });
+      }
+    }
+
+    return finish(await this.verify(move, outcome, pausedByUs, id));
+  }
+
+  /** Where the VM really is decides the recorded outcome; a guest we paused is never left paused. */
+  private async verify(
+    move: Move,
+    outcome: MigrationOutcome,
+    pausedByUs: boolean,
+    id: number,
+  ): Promise<Omit<ExecutionResult, "migrationId" | "durationMs">> {
+    const { driver, journal, clock } = this.deps;
+    let placements: readonly Placement[];
+    try {
+      placements = (await driver.locate(move.vm)).placements;
+    } catch (e) {
+      return { status: "failed", error: `verification failed: ${(e as Error).message}` };
+    }
+    const [only, ...rest] = placements;
+    if (only && rest.length === 0 && pausedByUs && only.state === "paused") {
+      await driver.resume(move.vm, only.host).catch((e: unknown) => {
+        journal.appendMigrationEvent(id, { at: clock.now(), kind: "note", data: { resumeFailed: String(e) } });
+      });
+    }
+    const where = describe(placements);
+    if (outcome.status === "succeeded") {
+      if (only?.host === move.to && rest.length === 0) {
+        return { status: "succeeded", downtimeMs: outcome.downtimeMs, dataMiB: outcome.dataMiB };
+      }
+      return { status: "failed", error: `verification: hypervisor reported success but VM is on ${where}` };
+    }
+    const error = outcome.status === "failed" ? outcome.error : outcome.reason;
+    const note = only?.host === move.from && rest.length === 0 ? "" : ` (VM is on ${where})`;
+    return { status: outcome.status, error: error + note };
+  }
+}

@@ -1,0 +1,66 @@
+import type { GuardsConfig } from "../config/schema.js";
+import type { VmId } from "../model/index.js";
+import type { Verdict } from "../policies/types.js";
+import type { HistoryStore } from "../store/index.js";
+
+const MINUTE = 60_000;
+const OK: Verdict = { ok: true };
+
+export interface MoveGuards {
+  /** Whether the VM may be moved now by the given policy; refusals are typed values with reasons (DESIGN rule 4). */
+  exclude(vm: VmId, policy: string): Verdict;
+  /** Codes of the refusals handed out this round, one per refusal, for metrics. */
+  refusals(): readonly string[];
+  /** A reason when the per-hour migration limit is reached. */
+  hourlyLimitReached(): string | undefined;
+}
+
+/**
+ * Guards that read history (so they survive restarts): per-VM cooldown after a move, longer back-off after a
+ * failure, no move while an earlier one is unreconciled, and the hourly limit. A drain is the operator's
+ * explicit wish, so it overrides the ordinary cooldown, never the failure back-off.
+ */
+export function moveGuards(store: HistoryStore, cfg: GuardsConfig, nowMs: number): MoveGuards {
+  const given: string[] = [];
+  const cache = new Map<string, Verdict>();
+  const refuse = (code: string, reason: string): Verdict => {
+    given.push(code);
+    return { ok: false, code, reason };
+  };
+  const judge = (vm: VmId, policy: string): Verdict => {
+    const last = store.lastMigrationOfVm(vm);
+    if (!last) return OK;
+    if (last.status === "intent" || last.status === "running") {
+      return refuse("unreconciled", `migration #${last.id} of ${vm} is not closed yet`);
+    }
+    const ended = last.finishedAt ?? last.startedAt;
+    if (last.status === "succeeded") {
+      const until = ended + cfg.vmCooldownMinutes * MINUTE;
+      if (nowMs < until && policy !== "maintenance-drain") {
+        return refuse("cooldown", `${vm} moved ${Math.round((nowMs - ended) / MINUTE)} min ago (cooldown ${cfg.vmCooldownMinutes} min)`);
+      }
+      return OK;
+    }
+    const until = ended + cfg.failureCooldownMinutes * MINUTE;
+    if (nowMs < until) {
+      return refuse("failure-backoff", `last migration of ${vm} ${last.status} ${Math.round((nowMs - ended) / MINUTE)} min ago (back-off ${cfg.failureCooldownMinutes} min)`);
+    }
+    return OK;
+  };
+  return {
+    exclude(vm, policy) {
+      const key = `${policy}\u0000${vm}`;
+      let v = cache.get(key);
+      if (!v) {
+        v = judge(vm, policy);
+        cache.set(key, v);
+      }
+      return v;
+    },
+    refusals: () => given,
+    hourlyLimitReached() {
+      const n = store.migrationsSince(nowMs - 60 * MINUTE).total;
+      return n >= cfg.maxMigrationsPerHour ? `${n} migrations in the last hour (limit ${cfg.maxMigrationsPerHour})` : undefined;
+    },
+  };
+}

@@ -1,0 +1,346 @@
+import {
+  footprint,
+  memoryFraction,
+  type BlockedMove,
+  type ClusterSnapshot,
+  type Host,
+  type HostId,
+  type MigrationKind,
+  type Move,
+  type Vm,
+  type VmId,
+} from "../model/index.js";
+import type { Goal, LoadPoint, Policy, PolicyInput, Proposal, Thresholds, Verdict } from "../policies/types.js";
+import { checkDestination, sourceState, type DestinationContext } from "../policies/constraints/index.js";
+import { compareStrings, pct } from "../policies/text.js";
+import { vmMigrationVerdict, type MigrationPolicy } from "./migration-kind.js";
+import { PlanState } from "./plan-state.js";
+
+/** Relative weight of CPU and memory headroom when scoring feasible destinations (normalised to sum 1). */
+export interface ScoreWeights {
+  readonly cpu: number;
+  readonly memory: number;
+}
+
+export const DEFAULT_WEIGHTS: ScoreWeights = { cpu: 0.5, memory: 0.5 };
+
+export interface PlanOptions {
+  /** Enabled policies (any order: proposals are taken by priority, ties in this order). */
+  readonly policies: readonly Policy[];
+  readonly thresholds: Thresholds;
+  /** The `migration` config section (only allowBlockMigration and allowColdForTags are read). */
+  readonly migration: MigrationPolicy;
+  /** Recent load per host; absent when planning on a snapshot file (loads then count as sustained). */
+  readonly history?: ReadonlyMap<HostId, readonly LoadPoint[]>;
+  readonly nowMs: number;
+  /** Record, per proposal, candidates tried, destinations rejected with reasons, scores and the choice. */
+  readonly explain?: boolean;
+  /** Stop after this many moves (default: no limit; a drain is planned in full). */
+  readonly maxMoves?: number;
+  /** Guard hook (cooldowns, pins, …): a refused VM is not moved; when no candidate is left the proposal is blocked with this reason. */
+  readonly exclude?: (vm: VmId, policy: string) => Verdict;
+  readonly weights?: ScoreWeights;
+}
+
+export interface Rejection {
+  readonly host: HostId;
+  readonly code: string;
+  readonly reason: string;
+}
+
+export interface ScoredDestination {
+  readonly host: HostId;
+  readonly kind: MigrationKind;
+  readonly score: number;
+  /** Destination CPU load and memory fraction after the move. */
+  readonly cpuAfter: number;
+  readonly memAfter: number;
+}
+
+export interface CandidateExplain {
+  readonly vm: VmId;
+  /** Set when the VM itself cannot move (excluded by a guard, storage, already moved in this plan…). */
+  readonly skipped?: string;
+  readonly rejected: readonly Rejection[];
+  /** Feasible destinations, best first. */
+  readonly feasible: readonly ScoredDestination[];
+  readonly chosen?: HostId;
+}
+
+export interface ExplainEntry {
+  readonly policy: string;
+  readonly priority: number;
+  readonly source: HostId;
+  readonly goal: Goal;
+  readonly reason: string;
+  readonly candidates: readonly CandidateExplain[];
+  readonly outcome: { readonly kind: "moved"; readonly move: Move } | { readonly kind: "blocked"; readonly blocked: BlockedMove };
+}
+
+export interface Plan {
+  /** In execution order; each was simulated on the result of the ones before it. */
+  readonly moves: Move[];
+  readonly blocked: BlockedMove[];
+  readonly explain?: ExplainEntry[];
+}
+
+const proposalKey = (p: Proposal): string => p.key ?? `${p.policy}|${p.source}|${p.candidates[0] ?? ""}`;
+
+/**
+ * Plans moves on a snapshot (DESIGN rules 2–3). Pure: the snapshot is not modified.
+ *
+ * Loop: run the enabled policies on the working copy; take the highest-priority proposal not yet
+ * resolved; for each candidate VM in the proposal's order, filter the hosts of the source's cell through
+ * every constraint (keeping each rejection's reason), score the feasible ones by normalised headroom and
+ * accept the best (ties by host name). The accepted move is applied to the working copy before the next
+ * iteration, so N moves are coherent. When no candidate can move, the proposal is recorded as blocked
+ * with a summary of the rejections and not retried. A VM moves at most once per plan. Stops when no
+ * proposal is left or `maxMoves` is reached.
+ */
+export function plan(snapshot: ClusterSnapshot, opts: PlanOptions): Plan {
+  const state = new PlanState(snapshot);
+  const input: PolicyInput = {
+    view: state,
+    thresholds: opts.thresholds,
+    nowMs: opts.nowMs,
+    ...(opts.history === undefined ? {} : { history: opts.history }),
+  };
+  const policies = opts.policies
+    .map((p, i) => ({ p, i, max: p.priority ?? Number.POSITIVE_INFINITY }))
+    .sort((a, b) => b.max - a.max || a.i - b.i);
+  const weights = normalise(opts.weights ?? DEFAULT_WEIGHTS);
+  const maxMoves = opts.maxMoves ?? Number.POSITIVE_INFINITY;
+  const resolved = new Set<string>();
+  const moved = new Set<VmId>();
+  const moves: Move[] = [];
+  const blocked: BlockedMove[] = [];
+  const explain: ExplainEntry[] | undefined = opts.explain ? [] : undefined;
+  const iterationCap = 4 * (snapshot.vms.length + snapshot.hosts.length) + 100;
+
+  for (let iteration = 0; moves.length < maxMoves && iteration < iterationCap; iteration++) {
+    const proposal = nextProposal(policies, input, resolved);
+    if (!proposal) break;
+    const result = serve(proposal, state, opts, weights, moved, explain !== undefined);
+    if (result.move) {
+      state.apply(result.move);
+      moved.add(result.move.vm);
+      moves.push(result.move);
+    } else {
+      resolved.add(proposalKey(proposal));
+      if (result.blocked) blocked.push(result.blocked);
+    }
+    if (explain && (result.move || result.blocked)) {
+      explain.push({
+        policy: proposal.policy,
+        priority: proposal.priority,
+        source: proposal.source,
+        goal: proposal.goal,
+        reason: proposal.reason,
+        candidates: result.candidates,
+        outcome: result.move ? { kind: "moved", move: result.move } : { kind: "blocked", blocked: result.blocked as BlockedMove },
+      });
+    }
+  }
+  return explain ? { moves, blocked, explain } : { moves, blocked };
+}
+
+/**
+ * The first unresolved proposal in priority order (stable: ties keep policy order, then the policy's
+ * own order). A policy whose declared priority cannot beat the best proposal found so far is not run.
+ */
+function nextProposal(
+  policies: readonly { readonly p: Policy; readonly max: number }[],
+  input: PolicyInput,
+  resolved: ReadonlySet<string>,
+): Proposal | undefined {
+  let best: Proposal | undefined;
+  for (const { p, max } of policies) {
+    if (best && best.priority >= max) break;
+    for (const proposal of p.propose(input)) {
+      if (best && proposal.priority <= best.priority) continue;
+      if (resolved.has(proposalKey(proposal))) continue;
+      best = proposal;
+      // Nothing later from this policy can beat its declared maximum: stop reading (proposals may be lazy).
+      if (proposal.priority >= max) break;
+    }
+  }
+  return best;
+}
+
+interface Served {
+  readonly move?: Move;
+  readonly blocked?: BlockedMove;
+  readonly candidates: CandidateExplain[];
+}
+
+interface CandidateResult {
+  readonly move?: Move;
+  /** Why this candidate could not move (for the blocked summary). */
+  readonly why: string;
+  readonly explain?: CandidateExplain;
+}
+
+function serve(
+  proposal: Proposal,
+  state: PlanState,
+  opts: PlanOptions,
+  weights: ScoreWeights,
+  moved: ReadonlySet<VmId>,
+  explain: boolean,
+): Served {
+  const candidates: CandidateExplain[] = [];
+  const first = proposal.candidates[0];
+  if (first === undefined) return { candidates };
+  const source = state.host(proposal.source);
+  const block = (reason: string): Served => ({ blocked: { vm: first, policy: proposal.policy, reason }, candidates });
+  if (!source) return block(`source ${proposal.source} is not in the snapshot`);
+  const src = sourceState(source);
+  if (!src.ok) return block(src.reason);
+
+  const whys: { vm: VmId; why: string }[] = [];
+  for (const id of proposal.candidates) {
+    const r = tryCandidate(id, proposal, source, state, opts, weights, moved, explain);
+    if (r.explain) candidates.push(r.explain);
+    if (r.move) return { move: r.move, candidates };
+    whys.push({ vm: id, why: r.why });
+  }
+  const [only] = whys;
+  if (whys.length === 1 && only) return block(only.why);
+  const shown = whys.slice(0, 3).map((w) => `${w.vm}: ${w.why}`);
+  const more = whys.length > 3 ? `; … ${whys.length - 3} more` : "";
+  return block(`${proposal.reason}; none of ${whys.length} candidates can move — ${shown.join("; ")}${more}`);
+}
+
+function tryCandidate(
+  id: VmId,
+  proposal: Proposal,
+  source: Host,
+  state: PlanState,
+  opts: PlanOptions,
+  weights: ScoreWeights,
+  moved: ReadonlySet<VmId>,
+  explain: boolean,
+): CandidateResult {
+  const skip = (why: string): CandidateResult => ({
+    why,
+    ...(explain ? { explain: { vm: id, skipped: why, rejected: [], feasible: [] } } : {}),
+  });
+  const vm = state.vmOn(source.name, id);
+  if (!vm) {
+    const elsewhere = state.vm(id);
+    return skip(elsewhere ? `VM ${id} is on ${elsewhere.host}, not on ${source.name}` : `VM ${id} is not in the snapshot`);
+  }
+  if (moved.has(id)) return skip(`VM ${id} already moves in this plan`);
+  const excluded = opts.exclude?.(id, proposal.policy);
+  if (excluded && !excluded.ok) return skip(excluded.reason);
+  const movable = vmMigrationVerdict(vm, source, opts.migration);
+  if (!movable.ok) return skip(movable.reason);
+
+  const goal = proposal.goal;
+  const ctx: DestinationContext = {
+    vm,
+    source,
+    goal,
+    thresholds: opts.thresholds,
+    migration: opts.migration,
+    footprint: footprint(vm),
+  };
+  const counts = new Map<string, { n: number; reason: string }>();
+  const rejected: Rejection[] = [];
+  const feasible: ScoredDestination[] = [];
+  let best: ScoredDestination | undefined;
+  const thresholds = opts.thresholds;
+  const hosts = state.hostsInCell(source.cell);
+  for (let i = 0; i < hosts.length; i++) {
+    const dest = hosts[i] as Host;
+    const v = checkDestination(ctx, dest);
+    if (!v.ok) {
+      if (v.code === "same-host") continue;
+      const c = counts.get(v.code);
+      if (c) c.n++;
+      else counts.set(v.code, { n: 1, reason: v.reason });
+      if (explain) rejected.push({ host: dest.name, code: v.code, reason: v.reason });
+      continue;
+    }
+    const memAfter = memoryFraction(v.after);
+    const s = score(v.after.cpuLoad, memAfter, goal, thresholds, weights);
+    // Only the best so far (or every one, when explaining) is materialised.
+    if (!explain && best && (s < best.score || (s === best.score && compareStrings(dest.name, best.host) > 0))) continue;
+    const scored: ScoredDestination = { host: dest.name, kind: v.kind, score: s, cpuAfter: v.after.cpuLoad, memAfter };
+    if (explain) feasible.push(scored);
+    if (!best || better(scored, best)) best = scored;
+  }
+  if (!best) {
+    const why = summarise(source, vm, counts, opts.thresholds);
+    return explain ? { why, explain: { vm: id, rejected, feasible } } : { why };
+  }
+  const move: Move = { vm: id, from: source.name, to: best.host, policy: proposal.policy, reason: proposal.reason, kind: best.kind };
+  if (!explain) return { move, why: "" };
+  feasible.sort((a, b) => (better(a, b) ? -1 : better(b, a) ? 1 : 0));
+  return { move, why: "", explain: { vm: id, rejected, feasible, chosen: best.host } };
+}
+
+const better = (a: ScoredDestination, b: ScoredDestination): boolean =>
+  a.score > b.score || (a.score === b.score && compareStrings(a.host, b.host) < 0);
+
+function normalise(w: ScoreWeights): ScoreWeights {
+  const cpu = Math.max(0, w.cpu);
+  const memory = Math.max(0, w.memory);
+  const sum = cpu + memory;
+  return sum > 0 ? { cpu: cpu / sum, memory: memory / sum } : DEFAULT_WEIGHTS;
+}
+
+/**
+ * Normalised headroom the destination keeps after the move, against the limit the goal holds it to
+ * (cpuHigh/memHigh to evacuate, cpuLow/memLow to relieve): 1 = empty, 0 = at the limit. Weighted sum.
+ */
+export function score(cpuAfter: number, memAfter: number, goal: Goal, t: Thresholds, w: ScoreWeights = DEFAULT_WEIGHTS): number {
+  const cpuLimit = Math.max(goal.kind === "evacuate" ? t.cpuHigh : t.cpuLow, 1e-9);
+  const memLimit = Math.max(goal.kind === "evacuate" ? t.memHigh : t.memLow, 1e-9);
+  return (w.cpu * (cpuLimit - cpuAfter)) / cpuLimit + (w.memory * (memLimit - memAfter)) / memLimit;
+}
+
+const plural = (n: number): string => (n === 1 ? "1 host" : `${n} hosts`);
+
+/** "no destination in cell core: 3 hosts in maintenance, 4 hosts lack memory (need 8192 MiB), …" */
+function summarise(source: Host, vm: Vm, counts: ReadonlyMap<string, { n: number; reason: string }>, t: Thresholds): string {
+  const head = `no destination in cell ${source.cell}`;
+  if (counts.size === 0) return `${head}: no other host in the cell`;
+  const need = footprint(vm).memoryMiB;
+  const parts: string[] = [];
+  for (const [code, { n, reason }] of counts) {
+    const h = plural(n);
+    switch (code) {
+      case "maintenance":
+        parts.push(`${h} in maintenance`);
+        break;
+      case "unreachable":
+        parts.push(`${h} unreachable`);
+        break;
+      case "memory":
+        parts.push(`${h} ${n === 1 ? "lacks" : "lack"} memory (need ${need} MiB below memHigh ${pct(t.memHigh)})`);
+        break;
+      case "cpu-high":
+        parts.push(`${h} would reach cpuHigh ${pct(t.cpuHigh)}`);
+        break;
+      case "cpu-low":
+        parts.push(`${h} would reach cpuLow ${pct(t.cpuLow)}`);
+        break;
+      case "mem-low":
+        parts.push(`${h} would reach memLow ${pct(t.memLow)}`);
+        break;
+      case "storage-not-mounted":
+        parts.push(vm.storage.kind === "shared" ? `${h} ${n === 1 ? "does" : "do"} not mount shared storage ${vm.storage.id}` : `${h}: ${reason}`);
+        break;
+      case "hypervisor":
+        parts.push(`${h} ${n === 1 ? "runs" : "run"} another hypervisor`);
+        break;
+      case "pool":
+        parts.push(`${h} in another XenServer pool`);
+        break;
+      default:
+        parts.push(`${h}: ${reason}`);
+    }
+  }
+  return `${head}: ${parts.join(", ")}`;
+}

@@ -1,0 +1,160 @@
+import { z } from "zod";
+import { footprint, loadWith, memoryFraction, type Host, type Vm, type VmId } from "../model/index.js";
+import type { LoadPoint, Policy, PolicyDefinition, PolicyInput, Proposal, Thresholds } from "./types.js";
+import { compareStrings, pct } from "./text.js";
+
+export const HOTSPOT_RELIEF = "hotspot-relief";
+export const HOTSPOT_RELIEF_PRIORITY = 50;
+
+export const hotspotReliefSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  /** CPU load must stay at or above cpuHigh this long before a host counts as hot (memory counts at once). */
+  sustainMinutes: z.number().min(0).max(1440).default(5),
+});
+export type HotspotReliefParams = z.output<typeof hotspotReliefSchema>;
+
+/**
+ * True when every load point within the last `windowMs` is at or above `high` and the history reaches
+ * back to the window's start (a point at or before `nowMs - windowMs`). Points after `nowMs` are ignored.
+ * No points at all (history given, host absent) is not sustained: there is no evidence yet.
+ */
+export function sustainedAtOrAbove(points: readonly LoadPoint[] | undefined, nowMs: number, windowMs: number, high: number): boolean {
+  if (!points) return false;
+  const start = nowMs - windowMs;
+  let covered = false;
+  for (const p of points) {
+    if (p.atMs > nowMs) continue;
+    if (p.atMs <= start) covered = true;
+    if (p.atMs >= start && p.cpuLoad < high) return false;
+  }
+  return covered;
+}
+
+export interface HotState {
+  readonly cpuHot: boolean;
+  readonly memHot: boolean;
+  /** How far over the band, the larger of the hot dimensions (fraction). */
+  readonly severity: number;
+}
+
+/**
+ * Whether a host is a hotspot now. CPU: current (planned-so-far) load ≥ cpuHigh and, when history is
+ * given, sustained for the window; with no history at all (planning on a snapshot file) the current
+ * load counts as sustained. Memory: use fraction ≥ memHigh, at once. Hosts in maintenance (drained
+ * anyway) and unreachable hosts are never hot.
+ */
+export function hotState(host: Host, input: PolicyInput, windowMs: number): HotState | undefined {
+  if (host.maintenance || !host.reachable) return undefined;
+  const { cpuHigh, memHigh } = input.thresholds;
+  const mem = memoryFraction(host);
+  const cpuHot =
+    host.cpuLoad >= cpuHigh &&
+    (input.history === undefined || sustainedAtOrAbove(input.history.get(host.name), input.nowMs, windowMs, cpuHigh));
+  const memHot = mem >= memHigh;
+  if (!cpuHot && !memHot) return undefined;
+  return {
+    cpuHot,
+    memHot,
+    severity: Math.max(cpuHot ? host.cpuLoad - cpuHigh : 0, memHot ? mem - memHigh : 0),
+  };
+}
+
+interface Ranked {
+  readonly vm: Vm;
+  readonly sufficient: boolean;
+  readonly relief: number;
+}
+
+/**
+ * Candidate VMs of a hot host in preference order: first those whose move alone brings the host under
+ * the band (cpu < cpuHigh and memory < memHigh), cheapest to migrate (memory to copy) first; then the
+ * rest by how much of the excess they remove. VMs whose move relieves no hot dimension are left out:
+ * by the model's footprint a shut-off VM frees neither CPU nor memory, so it never qualifies.
+ */
+export function rankCandidates(host: Host, vms: readonly Vm[], hot: HotState, t: Thresholds): VmId[] {
+  const mem = memoryFraction(host);
+  const cpuExcess = Math.max(host.cpuLoad - t.cpuHigh, 0) + 1e-9;
+  const memExcess = Math.max(mem - t.memHigh, 0) + 1e-9;
+  const ranked: Ranked[] = [];
+  for (const vm of vms) {
+    const fp = footprint(vm);
+    if (fp.cpus <= 0 && fp.memoryMiB <= 0) continue;
+    const after = loadWith(host, fp, -1);
+    const afterMem = memoryFraction(after);
+    const cpuGain = host.cpuLoad - after.cpuLoad;
+    const memGain = mem - afterMem;
+    const useful = (hot.cpuHot && cpuGain > 0) || (hot.memHot && memGain > 0);
+    if (!useful) continue;
+    const sufficient = after.cpuLoad < t.cpuHigh && afterMem < t.memHigh;
+    let relief = 0;
+    let dims = 0;
+    if (hot.cpuHot) {
+      relief += Math.min(1, cpuGain / cpuExcess);
+      dims++;
+    }
+    if (hot.memHot) {
+      relief += Math.min(1, memGain / memExcess);
+      dims++;
+    }
+    ranked.push({ vm, sufficient, relief: relief / dims });
+  }
+  ranked.sort((a, b) => {
+    if (a.sufficient !== b.sufficient) return a.sufficient ? -1 : 1;
+    if (!a.sufficient && a.relief !== b.relief) return b.relief - a.relief;
+    return a.vm.memoryMiB - b.vm.memoryMiB || compareStrings(a.vm.id, b.vm.id);
+  });
+  return ranked.map((r) => r.vm.id);
+}
+
+function hotReason(host: Host, hot: HotState, input: PolicyInput, sustainMinutes: number): string {
+  const { cpuHigh, memHigh } = input.thresholds;
+  const parts: string[] = [];
+  if (hot.cpuHot) {
+    const how = input.history === undefined ? "in the snapshot" : `for ${sustainMinutes} min`;
+    parts.push(`cpu ${pct(host.cpuLoad)} ≥ cpuHigh ${pct(cpuHigh)} ${how}`);
+  }
+  if (hot.memHot) parts.push(`memory ${pct(memoryFraction(host))} ≥ memHigh ${pct(memHigh)}`);
+  return `host ${host.name} hot: ${parts.join(", ")}`;
+}
+
+/**
+ * One proposal per hot host (hottest first, then by name), goal "relieve": the source must get under
+ * cpuHigh/memHigh, the destination must stay under cpuLow/memLow after the move (hysteresis, enforced by
+ * the capacity constraint). The planner re-runs this after every accepted move, so a host that one move
+ * does not relieve gets another. Scans hosts; candidates are ranked lazily, only for the proposals read.
+ */
+export function* proposeHotspots(input: PolicyInput, params: HotspotReliefParams): Generator<Proposal, void, undefined> {
+  const windowMs = params.sustainMinutes * 60_000;
+  const hot: { host: Host; state: HotState }[] = [];
+  for (const host of input.view.hosts()) {
+    const state = hotState(host, input, windowMs);
+    if (state) hot.push({ host, state });
+  }
+  hot.sort((a, b) => b.state.severity - a.state.severity || compareStrings(a.host.name, b.host.name));
+  for (const { host, state } of hot) {
+    const candidates = rankCandidates(host, input.view.vmsOn(host.name), state, input.thresholds);
+    if (candidates.length === 0) continue;
+    yield {
+      policy: HOTSPOT_RELIEF,
+      priority: HOTSPOT_RELIEF_PRIORITY,
+      source: host.name,
+      candidates,
+      goal: { kind: "relieve", cpuBelow: input.thresholds.cpuHigh, memBelow: input.thresholds.memHigh },
+      reason: hotReason(host, state, input, params.sustainMinutes),
+      key: `${HOTSPOT_RELIEF}:${host.name}`,
+    };
+  }
+}
+
+export const hotspotRelief = {
+  name: HOTSPOT_RELIEF,
+  description:
+    "Moves VMs off a host whose CPU load stays at or above cpuHigh for sustainMinutes, or whose memory use reaches memHigh; destinations stay under cpuLow/memLow.",
+  priority: HOTSPOT_RELIEF_PRIORITY,
+  schema: hotspotReliefSchema,
+  create: (params: HotspotReliefParams): Policy => ({
+    name: HOTSPOT_RELIEF,
+    priority: HOTSPOT_RELIEF_PRIORITY,
+    propose: (input) => proposeHotspots(input, params),
+  }),
+} as const satisfies PolicyDefinition<typeof hotspotReliefSchema>;

@@ -1,0 +1,146 @@
+import { describe, expect, it } from "vitest";
+import {
+  hotState,
+  hotspotRelief,
+  hotspotReliefSchema,
+  proposeHotspots,
+  rankCandidates,
+  sustainedAtOrAbove,
+} from "../../src/policies/hotspot-relief.js";
+import { hostId, type ClusterSnapshot, type HostId } from "../../src/model/index.js";
+import type { LoadPoint, PolicyInput } from "../../src/policies/types.js";
+import { cluster, host, NOW, T, viewOf, vm } from "../planner/fixtures.js";
+
+const MIN = 60_000;
+const params = hotspotReliefSchema.parse({});
+const pts = (...xs: [minutesAgo: number, load: number][]): LoadPoint[] => xs.map(([m, l]) => ({ atMs: NOW - m * MIN, cpuLoad: l }));
+const input = (s: ClusterSnapshot, history?: ReadonlyMap<HostId, readonly LoadPoint[]>): PolicyInput => ({
+  view: viewOf(s),
+  thresholds: T,
+  nowMs: NOW,
+  ...(history ? { history } : {}),
+});
+
+describe("sustainedAtOrAbove", () => {
+  const cases: { name: string; points: LoadPoint[] | undefined; expected: boolean }[] = [
+    { name: "every point in the window high, history reaches its start", points: pts([6, 0.9], [5, 0.9], [3, 0.95], [0, 0.88]), expected: true },
+    { name: "a point exactly at the window start counts as covering it", points: pts([5, 0.86], [2, 0.9], [0, 0.9]), expected: true },
+    { name: "one dip inside the window", points: pts([6, 0.9], [4, 0.84], [0, 0.9]), expected: false },
+    { name: "history shorter than the window", points: pts([4, 0.95], [2, 0.95], [0, 0.95]), expected: false },
+    { name: "a dip before the window does not matter", points: pts([7, 0.1], [5, 0.9], [0, 0.9]), expected: true },
+    { name: "points after now are ignored", points: [...pts([6, 0.9], [0, 0.9]), { atMs: NOW + MIN, cpuLoad: 0.1 }], expected: true },
+    { name: "exactly at cpuHigh counts as high", points: pts([5, 0.85], [0, 0.85]), expected: true },
+    { name: "no points for the host", points: undefined, expected: false },
+    { name: "empty history", points: [], expected: false },
+  ];
+  it.each(cases)("$name", ({ points, expected }) => {
+    expect(sustainedAtOrAbove(points, NOW, 5 * MIN, T.cpuHigh)).toBe(expected);
+  });
+});
+
+describe("hotState", () => {
+  // h1: 10 CPUs at 0.2 baseline + 7 CPUs of VMs = 0.9
+  const hot = cluster([host("h1"), host("h2")], [vm("a", "h1", { cpuLoad: 4, vcpus: 4 }), vm("b", "h1", { cpuLoad: 3, vcpus: 4 })]);
+  const memHot = cluster([host("h1", { memoryUsedMiB: 85_000 }), host("h2")], [vm("a", "h1", { cpuLoad: 0.1 })]);
+  const h1 = hostId("h1");
+  const cases: { name: string; snapshot: ClusterSnapshot; history?: Map<HostId, LoadPoint[]>; expected: { cpuHot: boolean; memHot: boolean } | undefined }[] = [
+    { name: "no history (snapshot file): current load counts as sustained", snapshot: hot, expected: { cpuHot: true, memHot: false } },
+    { name: "history sustained for the window", snapshot: hot, history: new Map([[h1, pts([6, 0.9], [3, 0.9], [0, 0.9])]]), expected: { cpuHot: true, memHot: false } },
+    { name: "history with a recent dip: not hot yet", snapshot: hot, history: new Map([[h1, pts([6, 0.9], [2, 0.5], [0, 0.9])]]), expected: undefined },
+    { name: "history given but none for this host: not hot", snapshot: hot, history: new Map(), expected: undefined },
+    {
+      name: "history high but the current (planned) load is below cpuHigh: not hot",
+      snapshot: cluster([host("h1")], [vm("a", "h1", { cpuLoad: 1 })]),
+      history: new Map([[h1, pts([6, 0.95], [0, 0.95])]]),
+      expected: undefined,
+    },
+    { name: "memory at/above memHigh is hot at once, whatever the history", snapshot: memHot, history: new Map(), expected: { cpuHot: false, memHot: true } },
+    { name: "a host in maintenance is never a hotspot", snapshot: cluster([host("h1", { maintenance: true })], [vm("a", "h1", { cpuLoad: 8, vcpus: 8 })]), expected: undefined },
+    { name: "an unreachable host is never a hotspot", snapshot: cluster([host("h1", { reachable: false })], [vm("a", "h1", { cpuLoad: 8, vcpus: 8 })]), expected: undefined },
+  ];
+  it.each(cases)("$name", ({ snapshot, history, expected }) => {
+    const inp = input(snapshot, history);
+    const h = inp.view.host(h1);
+    if (!h) throw new Error("fixture");
+    const got = hotState(h, inp, params.sustainMinutes * MIN);
+    expect(got && { cpuHot: got.cpuHot, memHot: got.memHot }).toEqual(expected);
+  });
+});
+
+describe("rankCandidates / proposals", () => {
+  it("prefers the smallest VM whose move alone relieves the host, then those that relieve most", () => {
+    // h1 at 0.2 + 7.5/10 = 0.95: a move must take ≥ 1.0 CPU to get below 0.85.
+    const s = cluster(
+      [host("h1"), host("h2")],
+      [
+        vm("tiny-cpu", "h1", { cpuLoad: 0.5, memoryMiB: 1000 }),
+        vm("big-enough", "h1", { cpuLoad: 3, vcpus: 4, memoryMiB: 32000 }),
+        vm("small-enough", "h1", { cpuLoad: 1.5, memoryMiB: 4000 }),
+        vm("mid-enough", "h1", { cpuLoad: 2.5, vcpus: 4, memoryMiB: 8000 }),
+        vm("off", "h1", { state: "shutoff", cpuLoad: 0, memoryMiB: 500 }),
+        vm("paused", "h1", { state: "paused", cpuLoad: 0, memoryMiB: 600 }),
+        vm("elsewhere", "h2"),
+      ],
+    );
+    const [p, ...rest] = [...proposeHotspots(input(s), params)];
+    expect(rest).toEqual([]);
+    expect(p?.source).toBe("h1");
+    expect(p?.candidates).toEqual(["small-enough", "mid-enough", "big-enough", "tiny-cpu"]);
+    expect(p?.goal).toEqual({ kind: "relieve", cpuBelow: T.cpuHigh, memBelow: T.memHigh });
+    expect(p?.reason).toBe("host h1 hot: cpu 95% ≥ cpuHigh 85% in the snapshot");
+    expect(p?.policy).toBe("hotspot-relief");
+  });
+
+  it("when no VM suffices alone, orders by relief", () => {
+    // h1 at 0.2 + 7.6/10 = 0.96; each VM alone frees at most 0.1.
+    const s = cluster([host("h1"), host("h2")], [0.4, 1.0, 0.8, 1.0].map((c, i) => vm(`v${i}`, "h1", { cpuLoad: c, memoryMiB: 1000 * (4 - i) })).concat(vm("pad", "h1", { cpuLoad: 4.4, vcpus: 8, memoryMiB: 8000 })));
+    const [p] = [...proposeHotspots(input(s), params)];
+    // pad (4.4 CPUs) suffices alone; then the rest by relief (v3 and v1 free 1.0 — v3 cheaper — then v2, v0).
+    expect(p?.candidates).toEqual(["pad", "v3", "v1", "v2", "v0"]);
+  });
+
+  it("memory hotspot: paused VMs qualify (they hold memory), shut-off ones never do", () => {
+    const s = cluster(
+      [host("h1", { memoryUsedMiB: 82_000, cpuLoad: 0.1 }), host("h2")],
+      [vm("paused", "h1", { state: "paused", cpuLoad: 0, memoryMiB: 6000 }), vm("off", "h1", { state: "shutoff", cpuLoad: 0, memoryMiB: 20000 }), vm("run", "h1", { cpuLoad: 0.2, memoryMiB: 3000 })],
+    );
+    const [p] = [...proposeHotspots(input(s, new Map()), params)];
+    expect(p?.reason).toBe("host h1 hot: memory 91% ≥ memHigh 90%");
+    expect(p?.candidates).toEqual(["run", "paused"]);
+  });
+
+  it("CPU hotspot: VMs with no CPU load (paused, shut off) are skipped", () => {
+    const s = cluster([host("h1"), host("h2")], [vm("busy", "h1", { cpuLoad: 7, vcpus: 8 }), vm("paused", "h1", { state: "paused", cpuLoad: 0 }), vm("off", "h1", { state: "shutoff", cpuLoad: 0 })]);
+    const [p] = [...proposeHotspots(input(s), params)];
+    expect(p?.candidates).toEqual(["busy"]);
+  });
+
+  it("hottest host first, then by name; cool hosts get nothing", () => {
+    const s = cluster(
+      [host("b"), host("a"), host("c"), host("cool")],
+      [vm("vb", "b", { cpuLoad: 7, vcpus: 8 }), vm("va", "a", { cpuLoad: 7, vcpus: 8 }), vm("vc", "c", { cpuLoad: 7.5, vcpus: 8 }), vm("x", "cool")],
+    );
+    expect([...proposeHotspots(input(s), params)].map((p) => p.source)).toEqual(["c", "a", "b"]);
+  });
+
+  it("a hot host with nothing that could relieve it gets no proposal", () => {
+    const s = cluster([host("h1", { cpuLoad: 0.95 }), host("h2")], [vm("off", "h1", { state: "shutoff", cpuLoad: 0 })]);
+    expect([...proposeHotspots(input(s), params)]).toEqual([]);
+  });
+
+  it("rankCandidates ignores VMs that do not relieve a hot dimension", () => {
+    const s = cluster([host("h1")], [vm("a", "h1", { cpuLoad: 7, vcpus: 8 }), vm("zero", "h1", { cpuLoad: 0 })]);
+    const view = viewOf(s);
+    const h = view.host(hostId("h1"));
+    if (!h) throw new Error("fixture");
+    expect(rankCandidates(h, view.vmsOn(h.name), { cpuHot: true, memHot: false, severity: 0.05 }, T)).toEqual(["a"]);
+  });
+
+  it("registry entry: defaults and the factory", () => {
+    expect(params).toEqual({ enabled: true, sustainMinutes: 5 });
+    const p = hotspotRelief.create(params);
+    expect(p.name).toBe("hotspot-relief");
+    expect(() => hotspotReliefSchema.parse({ sustainMinutes: -1 })).toThrow();
+    expect(() => hotspotReliefSchema.parse({ bogus: 1 })).toThrow();
+  });
+});
