@@ -20,19 +20,21 @@ const VCPU_CHOICES = [1, 2, 2, 4, 4, 8] as const;
 
 /**
  * A valid, deterministic ClusterSnapshot for benchmarks and tests: `cells` cells `cell-N`, hosts
- * `cell-N-hM` (64 CPUs, 512 GiB, all mounting the cell's shared storage `nfs-cell-N`), VMs spread evenly
- * with mostly shared storage (some volume-backed, some local, a few shut off). Ordinary hosts sit at
- * 25–50 % CPU and about half their memory, so there is capacity elsewhere; the hotspot hosts' VMs are
- * scaled until the host is at 88–97 % CPU (≥ cpuHigh). Host loads are the sum of their VMs' footprints
- * plus a little hypervisor overhead.
+ * `cell-N-hM` (all mounting the cell's shared storage `nfs-cell-N`), VMs spread evenly with mostly
+ * shared storage (some volume-backed, some local, a few shut off). Hosts are sized to the VM density
+ * (40 VMs per host: 64 CPUs, 512 GiB); ordinary hosts sit at 30–60 % CPU and about half their memory,
+ * so there is capacity elsewhere; the hotspot hosts' VMs are scaled until the host is at 88–97 % CPU
+ * (≥ cpuHigh). Host loads are the sum of their VMs' footprints plus a little hypervisor overhead.
  */
 export function generateSnapshot(o: GenerateOptions): ClusterSnapshot {
   if (o.hosts < o.cells || o.cells < 1) throw new Error("generateSnapshot: need at least one host per cell");
   if (o.maintenance + o.hotspots > o.hosts) throw new Error("generateSnapshot: more maintenance + hotspot hosts than hosts");
   const rng = seededRng(o.seed);
   const cpuHigh = o.cpuHigh ?? 0.85;
-  const cpus = 64;
-  const memoryMiB = 512 * 1024;
+  // Host size follows VM density (40 VMs per host → 64 CPUs, 512 GiB), so any density gives the same load levels.
+  const perHost = Math.max(1, o.vms / o.hosts);
+  const cpus = Math.max(8, 2 ** Math.ceil(Math.log2(perHost * 1.6)));
+  const memoryMiB = Math.max(32 * 1024, 2 ** Math.ceil(Math.log2(perHost * 12 * 1024)));
   const overheadMiB = 4096;
 
   interface Draft {

@@ -71,6 +71,7 @@ export function vmMigrationVerdict(vm: Vm, from: Host, cfg: MigrationPolicy): { 
  * The migration kind for moving `vm` from `from` to `to` (DESIGN.md, "Migration kinds"), or why it
  * cannot move there. Pure.
  *
+ * - VM-level first (vmMigrationVerdict): local disk with block migration off and no cold tag, etc.;
  * - different hypervisors: impossible;
  * - shared storage: both hosts must mount it (a shut-off VM too: it must start from that storage);
  *   XenServer additionally keeps it within one pool;
@@ -82,6 +83,15 @@ export function vmMigrationVerdict(vm: Vm, from: Host, cfg: MigrationPolicy): { 
  * Paused VMs migrate like running ones.
  */
 export function migrationKind(vm: Vm, from: Host, to: Host, cfg: MigrationPolicy): KindVerdict {
+  const pre = vmMigrationVerdict(vm, from, cfg);
+  return pre.ok ? destinationKind(vm, from, to, cfg) : pre;
+}
+
+/**
+ * The destination-dependent part of migrationKind, for a VM that already passed vmMigrationVerdict
+ * (the planner checks that once per candidate, then this once per destination).
+ */
+export function destinationKind(vm: Vm, from: Host, to: Host, cfg: MigrationPolicy): KindVerdict {
   if (from.hypervisor !== to.hypervisor) {
     return {
       ok: false,
@@ -105,8 +115,6 @@ export function migrationKind(vm: Vm, from: Host, to: Host, cfg: MigrationPolicy
       };
     }
   }
-  const pre = vmMigrationVerdict(vm, from, cfg);
-  if (!pre.ok) return pre;
   if (vm.state === "shutoff") return KIND.cold;
   switch (storage.kind) {
     case "shared":

@@ -1,5 +1,6 @@
 import {
   footprint,
+  loadWith,
   memoryFraction,
   type BlockedMove,
   type ClusterSnapshot,
@@ -237,13 +238,15 @@ function tryCandidate(
   if (!movable.ok) return skip(movable.reason);
 
   const goal = proposal.goal;
+  const fp = footprint(vm);
   const ctx: DestinationContext = {
     vm,
     source,
     goal,
     thresholds: opts.thresholds,
     migration: opts.migration,
-    footprint: footprint(vm),
+    footprint: fp,
+    vmChecked: true,
   };
   const counts = new Map<string, { n: number; reason: string }>();
   const rejected: Rejection[] = [];
@@ -253,7 +256,8 @@ function tryCandidate(
   const hosts = state.hostsInCell(source.cell);
   for (let i = 0; i < hosts.length; i++) {
     const dest = hosts[i] as Host;
-    const v = checkDestination(ctx, dest);
+    const after = loadWith(dest, fp, 1);
+    const v = checkDestination(ctx, dest, after);
     if (!v.ok) {
       if (v.code === "same-host") continue;
       const c = counts.get(v.code);
@@ -262,11 +266,11 @@ function tryCandidate(
       if (explain) rejected.push({ host: dest.name, code: v.code, reason: v.reason });
       continue;
     }
-    const memAfter = memoryFraction(v.after);
-    const s = score(v.after.cpuLoad, memAfter, goal, thresholds, weights);
+    const memAfter = memoryFraction(after);
+    const s = score(after.cpuLoad, memAfter, goal, thresholds, weights);
     // Only the best so far (or every one, when explaining) is materialised.
     if (!explain && best && (s < best.score || (s === best.score && compareStrings(dest.name, best.host) > 0))) continue;
-    const scored: ScoredDestination = { host: dest.name, kind: v.kind, score: s, cpuAfter: v.after.cpuLoad, memAfter };
+    const scored: ScoredDestination = { host: dest.name, kind: v.kind, score: s, cpuAfter: after.cpuLoad, memAfter };
     if (explain) feasible.push(scored);
     if (!best || better(scored, best)) best = scored;
   }

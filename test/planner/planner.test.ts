@@ -3,7 +3,8 @@ import { plan, type Plan } from "../../src/daemon/planner.js";
 import { applyMove, memoryFraction, vmId, type ClusterSnapshot, type HostId } from "../../src/model/index.js";
 import { enabledPolicies, policyConfigSchema } from "../../src/policies/registry.js";
 import type { LoadPoint } from "../../src/policies/types.js";
-import { cluster, host, MIG, NOW, planOpts, T, vm } from "./fixtures.js";
+import type { MigrationPolicy } from "../../src/daemon/migration-kind.js";
+import { cluster, host, NOW, planOpts, T, vm } from "./fixtures.js";
 
 const replay = (s: ClusterSnapshot, p: Plan): ClusterSnapshot => p.moves.reduce(applyMove, s);
 const hostOf = (s: ClusterSnapshot, name: string) => s.hosts.find((h) => h.name === name);
@@ -76,7 +77,7 @@ describe("planner: maintenance drain", () => {
 });
 
 describe("planner: blocked reasons", () => {
-  const cases: { name: string; snapshot: ClusterSnapshot; migration?: typeof MIG; expected: string }[] = [
+  const cases: { name: string; snapshot: ClusterSnapshot; migration?: MigrationPolicy; expected: string }[] = [
     {
       name: "cell full (the other cell has room but is never used)",
       snapshot: cluster(

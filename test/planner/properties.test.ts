@@ -16,7 +16,7 @@ const arbCluster: fc.Arbitrary<ClusterSnapshot> = fc
         baseCpu: fc.double({ min: 0, max: 0.5, noNaN: true }),
         baseMem: fc.double({ min: 0, max: 0.4, noNaN: true }),
         maintenance: fc.boolean(),
-        reachable: fc.boolean().map((b) => b || Math.random() < 0.8),
+        reachable: fc.integer({ min: 0, max: 4 }).map((n) => n > 0),
         mounts: fc.subarray(["nfs", "ceph"]),
       }),
       { minLength: 2, maxLength: 8 },
