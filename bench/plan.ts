@@ -40,15 +40,29 @@ function planOnce(snapshot: ClusterSnapshot): Plan {
   });
 }
 
+/** The built CLI: package.json's `bin.ballast`, else the usual build outputs; undefined when not built. */
+function cliPath(): string | undefined {
+  const candidates: string[] = [];
+  try {
+    const pkg = JSON.parse(readFileSync(join(process.cwd(), "package.json"), "utf8")) as { bin?: Record<string, string> };
+    if (pkg.bin?.ballast) candidates.push(pkg.bin.ballast);
+  } catch {
+    // no package.json here: fall back to the usual locations
+  }
+  candidates.push("dist/src/cli/main.js", "dist/cli/main.js");
+  return candidates.map((c) => join(process.cwd(), c)).find((c) => existsSync(c));
+}
+
 /**
- * ── CLI call timing (wired by the lead once the CLI exists) ──
- * Spawns `node dist/cli/main.js plan --snapshot FILE --json` and reports wall time and the child's peak
- * RSS, taken from inside the child by a preloaded exit hook. Skipped when dist/cli/main.js is absent.
+ * ── CLI call timing ──
+ * Spawns `node <built CLI> plan --snapshot FILE --json` and reports wall time and the child's peak RSS,
+ * taken from inside the child by a preloaded exit hook. Skipped ("CLI not built") when the CLI has not
+ * been compiled.
  */
 export function timeCliCall(file: string): { wallMs: number; maxRssMiB: number | undefined; exitCode: number | null } | undefined {
-  const cli = join(process.cwd(), "dist", "cli", "main.js");
-  if (!existsSync(cli)) {
-    console.log("CLI call:      CLI not built (dist/cli/main.js missing) — skipped");
+  const cli = cliPath();
+  if (!cli) {
+    console.log("CLI call:      CLI not built (run `npm run build`) — skipped");
     return undefined;
   }
   const hook = "data:text/javascript,process.on('exit',()=>process.stderr.write('\\nBALLAST_BENCH_MAXRSS_KIB='+process.resourceUsage().maxRSS+'\\n'))";
@@ -63,6 +77,10 @@ export function timeCliCall(file: string): { wallMs: number; maxRssMiB: number |
   const rss = maxRssMiB === undefined ? "n/a" : `${maxRssMiB.toFixed(0)} MiB`;
   console.log(`CLI call:      ${wallMs.toFixed(0)} ms wall, child peak RSS ${rss}, exit ${r.status}   (target ≤ 1000 ms, ≤ 300 MiB)`);
   if (r.status !== 0) console.log(`               stderr: ${(r.stderr ?? "").slice(0, 500)}`);
+  else {
+    const out = JSON.parse(r.stdout) as { moves?: unknown[]; blocked?: unknown[] };
+    console.log(`               CLI planned ${out.moves?.length ?? "?"} moves, ${out.blocked?.length ?? "?"} blocked`);
+  }
   return { wallMs, maxRssMiB, exitCode: r.status };
 }
 

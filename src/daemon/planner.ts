@@ -16,14 +16,10 @@ import { checkDestination, sourceState, type DestinationContext } from "../polic
 import { compareStrings, pct } from "../policies/text.js";
 import { vmMigrationVerdict, type MigrationPolicy } from "./migration-kind.js";
 import { PlanState } from "./plan-state.js";
+import { DEFAULT_WEIGHTS, normaliseWeights, score, type ScoreWeights } from "./scoring.js";
+import { DestinationOrder } from "./destination-order.js";
 
-/** Relative weight of CPU and memory headroom when scoring feasible destinations (normalised to sum 1). */
-export interface ScoreWeights {
-  readonly cpu: number;
-  readonly memory: number;
-}
-
-export const DEFAULT_WEIGHTS: ScoreWeights = { cpu: 0.5, memory: 0.5 };
+export { DEFAULT_WEIGHTS, score, type ScoreWeights } from "./scoring.js";
 
 export interface PlanOptions {
   /** Enabled policies (any order: proposals are taken by priority, ties in this order). */
@@ -109,7 +105,8 @@ export function plan(snapshot: ClusterSnapshot, opts: PlanOptions): Plan {
   const policies = opts.policies
     .map((p, i) => ({ p, i, max: p.priority ?? Number.POSITIVE_INFINITY }))
     .sort((a, b) => b.max - a.max || a.i - b.i);
-  const weights = normalise(opts.weights ?? DEFAULT_WEIGHTS);
+  const weights = normaliseWeights(opts.weights ?? DEFAULT_WEIGHTS);
+  const order = new DestinationOrder(state, opts.thresholds, weights);
   const maxMoves = opts.maxMoves ?? Number.POSITIVE_INFINITY;
   const resolved = new Set<string>();
   const moved = new Set<VmId>();
@@ -121,9 +118,10 @@ export function plan(snapshot: ClusterSnapshot, opts: PlanOptions): Plan {
   for (let iteration = 0; moves.length < maxMoves && iteration < iterationCap; iteration++) {
     const proposal = nextProposal(policies, input, resolved);
     if (!proposal) break;
-    const result = serve(proposal, state, opts, weights, moved, explain !== undefined);
+    const result = serve(proposal, state, order, opts, weights, moved, explain !== undefined);
     if (result.move) {
       state.apply(result.move);
+      order.update([result.move.from, result.move.to]);
       moved.add(result.move.vm);
       moves.push(result.move);
     } else {
@@ -184,6 +182,7 @@ interface CandidateResult {
 function serve(
   proposal: Proposal,
   state: PlanState,
+  order: DestinationOrder,
   opts: PlanOptions,
   weights: ScoreWeights,
   moved: ReadonlySet<VmId>,
@@ -200,7 +199,7 @@ function serve(
 
   const whys: { vm: VmId; why: string }[] = [];
   for (const id of proposal.candidates) {
-    const r = tryCandidate(id, proposal, source, state, opts, weights, moved, explain);
+    const r = tryCandidate(id, proposal, source, state, order, opts, weights, moved, explain);
     if (r.explain) candidates.push(r.explain);
     if (r.move) return { move: r.move, candidates };
     whys.push({ vm: id, why: r.why });
@@ -217,6 +216,7 @@ function tryCandidate(
   proposal: Proposal,
   source: Host,
   state: PlanState,
+  order: DestinationOrder,
   opts: PlanOptions,
   weights: ScoreWeights,
   moved: ReadonlySet<VmId>,
@@ -253,8 +253,14 @@ function tryCandidate(
   const feasible: ScoredDestination[] = [];
   let best: ScoredDestination | undefined;
   const thresholds = opts.thresholds;
-  const hosts = state.hostsInCell(source.cell);
+  // Branch and bound: hosts best bound first; stop once no remaining host can beat the best found.
+  // Explaining scans every host (all rejections and scores are reported); so does a footprint with a
+  // negative figure (bad data), for which the bound would not hold.
+  const prune = !explain && fp.cpus >= 0 && fp.memoryMiB >= 0;
+  const sorted = prune ? order.get(source.cell, goal) : undefined;
+  const hosts = sorted ? sorted.hosts : state.hostsInCell(source.cell);
   for (let i = 0; i < hosts.length; i++) {
+    if (sorted && best && (sorted.bound[i] ?? 0) < best.score) break;
     const dest = hosts[i] as Host;
     const after = loadWith(dest, fp, 1);
     const v = checkDestination(ctx, dest, after);
@@ -287,22 +293,11 @@ function tryCandidate(
 const better = (a: ScoredDestination, b: ScoredDestination): boolean =>
   a.score > b.score || (a.score === b.score && compareStrings(a.host, b.host) < 0);
 
-function normalise(w: ScoreWeights): ScoreWeights {
-  const cpu = Math.max(0, w.cpu);
-  const memory = Math.max(0, w.memory);
-  const sum = cpu + memory;
-  return sum > 0 ? { cpu: cpu / sum, memory: memory / sum } : DEFAULT_WEIGHTS;
-}
-
-/**
- * Normalised headroom the destination keeps after the move, against the limit the goal holds it to
- * (cpuHigh/memHigh to evacuate, cpuLow/memLow to relieve): 1 = empty, 0 = at the limit. Weighted sum.
- */
-export function score(cpuAfter: number, memAfter: number, goal: Goal, t: Thresholds, w: ScoreWeights = DEFAULT_WEIGHTS): number {
-  const cpuLimit = Math.max(goal.kind === "evacuate" ? t.cpuHigh : t.cpuLow, 1e-9);
-  const memLimit = Math.max(goal.kind === "evacuate" ? t.memHigh : t.memLow, 1e-9);
-  return (w.cpu * (cpuLimit - cpuAfter)) / cpuLimit + (w.memory * (memLimit - memAfter)) / memLimit;
-}
+const CODE_ORDER = ["cell", "maintenance", "unreachable", "hypervisor", "storage-not-mounted", "pool", "memory", "cpu-high", "cpu-low", "mem-low"];
+const codeRank = (code: string): number => {
+  const i = CODE_ORDER.indexOf(code);
+  return i < 0 ? CODE_ORDER.length : i;
+};
 
 const plural = (n: number): string => (n === 1 ? "1 host" : `${n} hosts`);
 
@@ -312,7 +307,10 @@ function summarise(source: Host, vm: Vm, counts: ReadonlyMap<string, { n: number
   if (counts.size === 0) return `${head}: no other host in the cell`;
   const need = footprint(vm).memoryMiB;
   const parts: string[] = [];
-  for (const [code, { n, reason }] of counts) {
+  // Fixed order (the constraints' order), whatever order the hosts were scanned in.
+  const codes = [...counts.keys()].sort((a, b) => codeRank(a) - codeRank(b) || compareStrings(a, b));
+  for (const code of codes) {
+    const { n, reason } = counts.get(code) ?? { n: 0, reason: "" };
     const h = plural(n);
     switch (code) {
       case "maintenance":

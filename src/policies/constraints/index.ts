@@ -33,7 +33,11 @@ export type DestinationVerdict =
  * the VM added (the model's `loadWith`; the caller computes it once and scores with it). On success, the
  * migration kind.
  */
-export function checkDestination(ctx: DestinationContext, dest: Host, after: HostLoad = loadWith(dest, ctx.footprint ?? footprint(ctx.vm), 1)): DestinationVerdict {
+export function checkDestination(
+  ctx: DestinationContext,
+  dest: Host,
+  after: HostLoad = loadWith(dest, ctx.footprint ?? footprint(ctx.vm), 1),
+): DestinationVerdict {
   const cell = cellBoundary(ctx.source, dest);
   if (!cell.ok) return cell;
   const state = destinationState(ctx.source, dest);
