@@ -164,7 +164,7 @@ program
 
 async function main(argv: readonly string[]): Promise<number> {
   try {
-    await program.parseAsync(argv as string[]);
+    await program.parseAsync(argv);
     return typeof process.exitCode === "number" ? process.exitCode : EX_OK;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? EX_OK : EX_USAGE;

@@ -8,11 +8,11 @@ const OK: Verdict = { ok: true };
 
 export interface MoveGuards {
   /** Whether the VM may be moved now by the given policy; refusals are typed values with reasons (DESIGN rule 4). */
-  exclude(vm: VmId, policy: string): Verdict;
+  readonly exclude: (vm: VmId, policy: string) => Verdict;
   /** Codes of the refusals handed out this round, one per refusal, for metrics. */
-  refusals(): readonly string[];
+  readonly refusals: () => readonly string[];
   /** A reason when the per-hour migration limit is reached. */
-  hourlyLimitReached(): string | undefined;
+  readonly hourlyLimitReached: () => string | undefined;
 }
 
 /**
@@ -48,7 +48,7 @@ export function moveGuards(store: HistoryStore, cfg: GuardsConfig, nowMs: number
     return OK;
   };
   return {
-    exclude(vm, policy) {
+    exclude: (vm, policy) => {
       const key = `${policy}\u0000${vm}`;
       let v = cache.get(key);
       if (!v) {
@@ -58,7 +58,7 @@ export function moveGuards(store: HistoryStore, cfg: GuardsConfig, nowMs: number
       return v;
     },
     refusals: () => given,
-    hourlyLimitReached() {
+    hourlyLimitReached: () => {
       const n = store.migrationsSince(nowMs - 60 * MINUTE).total;
       return n >= cfg.maxMigrationsPerHour ? `${n} migrations in the last hour (limit ${cfg.maxMigrationsPerHour})` : undefined;
     },

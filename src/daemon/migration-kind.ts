@@ -5,7 +5,8 @@ import { MIGRATION_FLAGS, type MigrationFlag } from "../drivers/driver.js";
 /** The parts of the `migration` config section that decide whether and how a VM can move. */
 export type MigrationPolicy = Pick<MigrationConfig, "allowBlockMigration" | "allowColdForTags">;
 /** The parts of the `migration` config section that decide the libvirt flag set. */
-export type MigrationFlagConfig = Pick<MigrationConfig, "mode" | "flags">;
+export type MigrationFlagConfig = Pick<MigrationConfig, "mode" | "flags"> &
+  Partial<Pick<MigrationConfig, "permitPostCopy" | "permitAutoConverge">>;
 
 export interface KindBlocked {
   readonly ok: false;
@@ -130,7 +131,8 @@ const COLD_FLAGS: readonly MigrationFlag[] = ["OFFLINE", "PERSIST_DEST", "UNDEFI
 
 /**
  * The libvirt flag set for a migration of this kind: the configured flags (`mode: suspend` drops
- * LIVE, so the guest is paused for the copy), plus NON_SHARED_DISK for `live-block`; `cold` is
+ * LIVE, so the guest is paused for the copy), plus NON_SHARED_DISK for `live-block`, POSTCOPY and
+ * AUTO_CONVERGE when the guard may use them (libvirt needs POSTCOPY at start to switch later); `cold` is
  * exactly OFFLINE + PERSIST_DEST + UNDEFINE_SOURCE. Returned in MIGRATION_FLAGS order, no duplicates.
  */
 export function flagsFor(kind: MigrationKind, cfg: MigrationFlagConfig): MigrationFlag[] {
@@ -143,6 +145,14 @@ export function flagsFor(kind: MigrationKind, cfg: MigrationFlagConfig): Migrati
     if (cfg.mode === "suspend") set.delete("LIVE");
     if (kind === "live-block") set.add("NON_SHARED_DISK");
     else set.delete("NON_SHARED_DISK");
+    // Post-copy and auto-converge only make sense while the guest keeps running during the copy.
+    const live = set.has("LIVE");
+    if (cfg.permitPostCopy && live) set.add("POSTCOPY");
+    if (cfg.permitAutoConverge && live) set.add("AUTO_CONVERGE");
+    if (!live) {
+      set.delete("POSTCOPY");
+      set.delete("AUTO_CONVERGE");
+    }
   }
   return MIGRATION_FLAGS.filter((f) => set.has(f));
 }

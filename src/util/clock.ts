@@ -11,8 +11,9 @@ export interface Clock {
   every(ms: number, fn: () => void): () => void;
 }
 
-function abortError(signal: AbortSignal): unknown {
-  return signal.reason ?? new Error("aborted");
+function abortError(signal: AbortSignal): Error {
+  const r: unknown = signal.reason;
+  return r instanceof Error ? r : new Error(typeof r === "string" ? r : "aborted");
 }
 
 export const realClock: Clock = {

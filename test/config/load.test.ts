@@ -46,7 +46,7 @@ describe("shipped configurations", () => {
     expect(c.maintenanceDir).toBe(resolve("state/maintenance"));
     expect(c.schedule).toBe("*/10 * * * * *");
     expect(c.http).toEqual({ enabled: true, listen: "127.0.0.1", port: 9464 });
-    expect(c.policies["hotspot-relief"].sustainMinutes).toBe(0.5);
+    expect(c.policies["hotspot-relief"].sustainMinutes).toBe(0.25);
     expect(c.sim?.cells.map((x) => x.name)).toEqual(["edge", "core", "batch"]);
     expect(c.sim?.hotHosts.length).toBeGreaterThan(0);
     expect(c.libvirt).toBeUndefined();

@@ -1,6 +1,6 @@
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { hostId } from "../../src/model/index.js";
 import { daemonFixture, type DaemonFixture } from "../helpers/daemon-fixture.js";
 
@@ -24,7 +24,8 @@ describe("daemon loop on a fake clock", () => {
 
     writeFileSync(join(f.config.maintenanceDir, "a-h2"), "disk swap\n");
     await f.clock.advance(f.config.flagRescanSeconds * 1000);
-    expect(f.daemon.roundsRun).toBeGreaterThan(roundsBefore);
+    // The scan itself is real file I/O: give it real time, not simulated time.
+    await vi.waitFor(() => expect(f.daemon.roundsRun).toBeGreaterThan(roundsBefore), { timeout: 5000 });
     expect(f.daemon.maintenanceFlags.get(hostId("a-h2"))?.reason).toBe("disk swap");
 
     await f.until(() => vmsOn(f, "a-h2") === 0 && !f.daemon.busy, 600_000);
@@ -53,6 +54,7 @@ describe("daemon loop on a fake clock", () => {
     await f.until(() => f.store.recentMigrations(10).some((m) => m.status === "succeeded"), 600_000);
     rmSync(join(f.config.maintenanceDir, "a-h1"));
     await f.clock.advance(2000);
+    await vi.waitFor(() => expect(f.daemon.maintenanceFlags.size).toBe(0), { timeout: 5000 });
     await f.until(() => !f.daemon.busy, 600_000);
     const moved = f.store.recentMigrations(50).length;
     expect(moved).toBeLessThan(6);
@@ -70,7 +72,8 @@ describe("daemon loop on a fake clock", () => {
     await f.daemon.start();
     writeFileSync(join(f.config.maintenanceDir, "a-h3"), "");
     await f.clock.advance(2000);
-    expect(f.daemon.busy).toBe(true); // a migration is running (slow link)
+    await vi.waitFor(() => expect(f.driver.migrations.length).toBe(1), { timeout: 5000 }); // running (slow link)
+    expect(f.daemon.busy).toBe(true);
     const before = f.daemon.roundsRun;
     const triggers = Array.from({ length: 10 }, (_, i) => f.daemon.trigger(`manual-${i}`));
     await f.until(() => !f.daemon.busy, 3_600_000);

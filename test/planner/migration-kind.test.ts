@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { flagsFor, migrationKind, type MigrationPolicy } from "../../src/daemon/migration-kind.js";
+import { flagsFor, migrationKind, type MigrationFlagConfig, type MigrationPolicy } from "../../src/daemon/migration-kind.js";
 import type { Host, MigrationKind, Vm } from "../../src/model/index.js";
 import type { MigrationFlag } from "../../src/drivers/driver.js";
 import { host, MIG, vm } from "./fixtures.js";
@@ -49,7 +49,7 @@ describe("migrationKind", () => {
 describe("flagsFor", () => {
   const live = { mode: "live" as const, flags: ["LIVE", "PEER2PEER", "PERSIST_DEST", "UNDEFINE_SOURCE"] as MigrationFlag[] };
   const suspend = { ...live, mode: "suspend" as const };
-  const cases: { name: string; kind: MigrationKind; cfg: typeof live | typeof suspend; expected: MigrationFlag[] }[] = [
+  const cases: { name: string; kind: MigrationKind; cfg: MigrationFlagConfig; expected: MigrationFlag[] }[] = [
     { name: "live-shared: the configured set", kind: "live-shared", cfg: live, expected: ["LIVE", "PEER2PEER", "PERSIST_DEST", "UNDEFINE_SOURCE"] },
     { name: "live-volume: the configured set", kind: "live-volume", cfg: live, expected: ["LIVE", "PEER2PEER", "PERSIST_DEST", "UNDEFINE_SOURCE"] },
     { name: "live-block adds NON_SHARED_DISK", kind: "live-block", cfg: live, expected: ["LIVE", "PEER2PEER", "PERSIST_DEST", "UNDEFINE_SOURCE", "NON_SHARED_DISK"] },
@@ -57,6 +57,9 @@ describe("flagsFor", () => {
     { name: "suspend mode, block", kind: "live-block", cfg: suspend, expected: ["PEER2PEER", "PERSIST_DEST", "UNDEFINE_SOURCE", "NON_SHARED_DISK"] },
     { name: "cold: offline, persistent, undefine source, never LIVE", kind: "cold", cfg: live, expected: ["PERSIST_DEST", "UNDEFINE_SOURCE", "OFFLINE"] },
     { name: "extra configured flags kept (auto-converge)", kind: "live-shared", cfg: { ...live, flags: [...live.flags, "AUTO_CONVERGE"] }, expected: ["LIVE", "PEER2PEER", "PERSIST_DEST", "UNDEFINE_SOURCE", "AUTO_CONVERGE"] },
+    { name: "permitPostCopy adds POSTCOPY (needed at start to switch later)", kind: "live-shared", cfg: { ...live, permitPostCopy: true }, expected: ["LIVE", "PEER2PEER", "PERSIST_DEST", "UNDEFINE_SOURCE", "POSTCOPY"] },
+    { name: "permitAutoConverge adds AUTO_CONVERGE", kind: "live-volume", cfg: { ...live, permitAutoConverge: true }, expected: ["LIVE", "PEER2PEER", "PERSIST_DEST", "UNDEFINE_SOURCE", "AUTO_CONVERGE"] },
+    { name: "suspend mode has no post-copy or auto-converge", kind: "live-shared", cfg: { ...suspend, permitPostCopy: true, permitAutoConverge: true, flags: [...live.flags, "POSTCOPY"] }, expected: ["PEER2PEER", "PERSIST_DEST", "UNDEFINE_SOURCE"] },
     { name: "NON_SHARED_DISK configured by mistake is not used for shared storage", kind: "live-shared", cfg: { ...live, flags: [...live.flags, "NON_SHARED_DISK"] }, expected: ["LIVE", "PEER2PEER", "PERSIST_DEST", "UNDEFINE_SOURCE"] },
   ];
   it.each(cases)("$name", ({ kind, cfg, expected }) => {
