@@ -80,31 +80,25 @@ export function downtimeAt(elapsedMs: number, memoryMiB: number, diskMiB: number
 export const initialDowntimeMs = (cfg: ConvergenceConfig): number => Math.round(cfg.maxDowntimeMs / Math.max(1, cfg.downtimeSteps));
 
 /**
- * Progress judged per memory pass: the remaining data at the start of each pass (the dirty set after a
- * sync) must reach new lows. Remaining saw-tooths within passes, so single samples are never compared.
- * Returns the elapsed time of the last progress.
+ * Progress judged per memory pass: a pass that starts below every earlier pass's start (the dirty set after a
+ * sync) is progress for as long as it runs; a pass that does not is progress for none of its time. Remaining
+ * saw-tooths within passes, so single samples are never compared across passes. Returns the elapsed time
+ * of the last progress.
  */
 export function lastProgressMs(stats: readonly JobStats[]): number {
   let lastProgress = stats[0]?.elapsedMs ?? 0;
   let bestPeak = Infinity;
   let pass = 0;
-  let peak = 0;
+  let productive = false;
   let prevRemaining = Infinity;
-  const closePass = (): void => {
-    if (pass > 0 && peak < bestPeak) bestPeak = peak;
-  };
   for (const s of stats) {
     if (s.memoryIteration !== pass) {
-      closePass();
       pass = s.memoryIteration;
-      peak = s.dataRemainingMiB;
-      // A new pass that starts below every earlier pass is progress.
-      if (peak < bestPeak) lastProgress = s.elapsedMs;
-    } else {
-      peak = Math.max(peak, s.dataRemainingMiB);
-      // The first pass copies everything once (disk first for block migration): any drop is progress.
-      if (pass <= 1 && s.dataRemainingMiB < prevRemaining) lastProgress = s.elapsedMs;
+      productive = s.dataRemainingMiB < bestPeak;
+      bestPeak = Math.min(bestPeak, s.dataRemainingMiB);
     }
+    // The first pass copies everything once (disk first for block migration): any drop is progress.
+    if (productive && (pass > 1 || s.dataRemainingMiB < prevRemaining)) lastProgress = s.elapsedMs;
     prevRemaining = s.dataRemainingMiB;
   }
   return lastProgress;
@@ -121,12 +115,16 @@ export function currentPassPeak(stats: readonly JobStats[]): number {
   return peak;
 }
 
-/** How many of the latest samples in a row show the guest dirtying memory at least as fast as the link copies it. */
+/**
+ * How many of the latest samples in a row show the guest dirtying memory at least as fast as the link copies
+ * it. Only from the second pass on: during the first, remaining is the whole RAM, not a dirty set, and
+ * forcing completion then would cost the whole copy in downtime.
+ */
 export function outpacedSamples(stats: readonly JobStats[]): number {
   let n = 0;
   for (let i = stats.length - 1; i >= 0; i--) {
     const s = stats[i];
-    if (!s || s.dirtyRateMiBps === undefined || s.bandwidthMiBps === undefined || s.bandwidthMiBps <= 0) break;
+    if (!s || s.memoryIteration < 2 || s.dirtyRateMiBps === undefined || s.bandwidthMiBps === undefined || s.bandwidthMiBps <= 0) break;
     if (s.dirtyRateMiBps < s.bandwidthMiBps) break;
     n++;
   }

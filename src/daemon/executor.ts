@@ -51,6 +51,7 @@ export interface ExecutionResult {
   readonly durationMs: number;
   readonly downtimeMs?: number;
   readonly dataMiB?: number;
+  readonly passes?: number;
   readonly error?: string;
 }
 
@@ -116,6 +117,7 @@ export class Executor {
         actualMs: result.durationMs,
         ...(r.downtimeMs !== undefined && { downtimeMs: r.downtimeMs }),
         ...(r.dataMiB !== undefined && { dataMiB: r.dataMiB }),
+        ...(r.passes !== undefined && { passes: r.passes }),
         ...(r.error !== undefined && { error: r.error }),
       });
       observer?.onFinish?.(move, result);
@@ -155,11 +157,21 @@ export class Executor {
     let pausedByUs = false;
     let lastJournalled = -Infinity;
     let outcome: MigrationOutcome;
+    // The job's end wakes the loop at once (a guest we paused must be resumed without waiting for a poll).
+    let endedAt: number | undefined;
+    const done = handle.done
+      .catch((e: unknown): MigrationOutcome => ({ status: "failed", error: String(e) }))
+      .then((o) => {
+        endedAt ??= clock.now();
+        return o;
+      });
     for (;;) {
-      await clock.sleep(config.pollIntervalMs);
-      const stats = await handle.stats().catch(() => undefined);
+      const tick = new AbortController();
+      await Promise.race([clock.sleep(config.pollIntervalMs, tick.signal).catch(() => undefined), done]);
+      tick.abort();
+      const stats = endedAt === undefined ? await handle.stats().catch(() => undefined) : null;
       if (stats === null) {
-        outcome = await handle.done.catch((e: unknown) => ({ status: "failed" as const, error: String(e) }));
+        outcome = await done;
         break;
       }
       if (stats === undefined) continue; // a failed poll is not a decision input
@@ -189,7 +201,7 @@ export class Executor {
       }
     }
 
-    return finish(await this.verify(move, outcome, pausedByUs, id));
+    return finish(await this.verify(move, outcome, pausedByUs, id, endedAt ?? clock.now()));
   }
 
   /** Where the VM really is decides the recorded outcome; a guest we paused is never left paused. */
@@ -198,6 +210,7 @@ export class Executor {
     outcome: MigrationOutcome,
     pausedByUs: boolean,
     id: number,
+    endedAt: number,
   ): Promise<Omit<ExecutionResult, "migrationId" | "durationMs">> {
     const { driver, journal, clock } = this.deps;
     let placements: readonly Placement[];
@@ -207,15 +220,18 @@ export class Executor {
       return { status: "failed", error: `verification failed: ${(e as Error).message}` };
     }
     const [only, ...rest] = placements;
+    // A guest paused by the guard stays paused until resumed: that wait is downtime too.
+    let stillPausedMs = 0;
     if (only && rest.length === 0 && pausedByUs && only.state === "paused") {
       await driver.resume(move.vm, only.host).catch((e: unknown) => {
         journal.appendMigrationEvent(id, { at: clock.now(), kind: "note", data: { resumeFailed: String(e) } });
       });
+      stillPausedMs = clock.now() - endedAt;
     }
     const where = describe(placements);
     if (outcome.status === "succeeded") {
       if (only?.host === move.to && rest.length === 0) {
-        return { status: "succeeded", downtimeMs: outcome.downtimeMs, dataMiB: outcome.dataMiB };
+        return { status: "succeeded", downtimeMs: outcome.downtimeMs + stillPausedMs, dataMiB: outcome.dataMiB, passes: outcome.passes };
       }
       return { status: "failed", error: `verification: hypervisor reported success but VM is on ${where}` };
     }

@@ -87,7 +87,7 @@ describe("progress is judged per memory pass", () => {
       const peak = 1100 - pass * 100;
       return { pass, remaining: peak - (i % 60) * 10, dirtyRateMiBps: 50, bandwidthMiBps: 100 };
     });
-    expect(lastProgressMs(stats)).toBe(540_000); // the start of the last pass: its peak is a new low
+    expect(lastProgressMs(stats)).toBe(599_000); // every pass starts at a new low: progress throughout
     for (let n = 10; n <= stats.length; n += 10) {
       expect(kindOf(ballastGuard(input(stats.slice(0, n), { capabilities: { ...ALL, setDowntime: false } })))).toBe("continue");
     }
@@ -105,6 +105,17 @@ describe("progress is judged per memory pass", () => {
     const after = ballastGuard(input(stats.slice(0, 181), { capabilities: XEN }));
     expect(kindOf(after)).toBe("abort");
     expect(after.kind === "act" && after.reason).toMatch(/no new low/);
+  });
+
+  it("a later pass longer than progressTimeoutSec that started at a new low is progress", () => {
+    // 32 GiB over 100 MiB/s, dirtying 50 MiB/s: pass 2 starts at 330 s with 16 GiB and runs ~164 s.
+    const stats = series(500, (i) =>
+      i < 330 ? { pass: 1, remaining: 32768 - i * 100, dirtyRateMiBps: 50, bandwidthMiBps: 100 } : { pass: 2, remaining: 16302 - (i - 330) * 100, dirtyRateMiBps: 50, bandwidthMiBps: 100 },
+    );
+    for (let n = 400; n <= 500; n += 20) {
+      const d = ballastGuard(input(stats.slice(0, n), { memoryMiB: 32768, config: { ...CFG, timeoutAction: "force-complete" } }));
+      expect(d.kind === "continue" || (d.action.kind === "raise-downtime" && d.reason.startsWith("downtime schedule"))).toBe(true);
+    }
   });
 
   it("a long first pass that keeps copying is progress", () => {
