@@ -27,7 +27,7 @@ export function historyCommand(config: ResolvedConfig, opts: HistoryOptions): st
       return migrations
         .map((m) => {
           const head = `#${m.id} ${iso(m.startedAt)} ${m.vm} ${m.from} → ${m.to} ${m.kind} [${m.flags.join(",")}] ${m.status}` +
-            ` in ${secs(m.actualMs)}, downtime ${m.downtimeMs ?? "-"} ms, ${m.dataMiB ?? "-"} MiB, policy ${m.policy}: ${m.reason}` +
+            ` in ${secs(m.actualMs)} (predicted ${secs(m.predictedMs)}), downtime ${m.downtimeMs ?? "-"} ms, ${m.dataMiB ?? "-"} MiB, policy ${m.policy}: ${m.reason}` +
             (m.error ? `\n  error: ${m.error}` : "");
           const events = m.events.filter((e) => e.kind !== "stats").map((e) => `  ${iso(e.at)} ${e.kind} ${JSON.stringify(e.data)}`);
           return [head, ...events].join("\n");
@@ -42,8 +42,8 @@ export function historyCommand(config: ResolvedConfig, opts: HistoryOptions): st
         ? "No migrations yet."
         : "Migrations (newest first):\n" +
           table(
-            ["id", "started", "vm", "from", "to", "kind", "policy", "status", "time", "downtime", "error"],
-            migrations.map((m) => [m.id, iso(m.startedAt), m.vm, m.from, m.to, m.kind, m.policy, m.status, secs(m.actualMs), m.downtimeMs === null ? null : `${m.downtimeMs} ms`, m.error]),
+            ["id", "started", "vm", "from", "to", "kind", "policy", "status", "time", "predicted", "downtime", "error"],
+            migrations.map((m) => [m.id, iso(m.startedAt), m.vm, m.from, m.to, m.kind, m.policy, m.status, secs(m.actualMs), secs(m.predictedMs), m.downtimeMs === null ? null : `${m.downtimeMs} ms`, m.error]),
           ),
       events.length === 0 ? "" : "\nEvents (newest first):\n" + table(["at", "kind", "host", "message"], events.map((e) => [iso(e.at), e.kind, e.host, e.message])),
     ].join("\n");

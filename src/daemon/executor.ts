@@ -1,9 +1,9 @@
 import type { Driver, JobStats, MigrationOutcome, Placement } from "../drivers/driver.js";
 import type { MigrationConfig } from "../config/schema.js";
-import type { Move, Vm } from "../model/index.js";
+import { predictMigration, type Move, type Vm } from "../model/index.js";
 import type { Clock } from "../util/clock.js";
 import { initialDowntimeMs, type ConvergenceGuard, type GuardDecision, type TakenAction } from "./convergence.js";
-import { flagsFor } from "./migration-kind.js";
+import { flagsFor, linkAssumptions } from "./migration-kind.js";
 
 export type MigrationStatus = "succeeded" | "failed" | "aborted";
 
@@ -20,6 +20,7 @@ export interface MigrationJournal {
     flags: readonly string[];
     startedAt: number;
     predictedMs?: number;
+    details?: unknown;
   }): number;
   markRunning(id: number, at: number): void;
   appendMigrationEvent(id: number, event: { at: number; kind: "stats" | "guard" | "note"; data: unknown }): void;
@@ -95,6 +96,7 @@ export class Executor {
   private async run(move: Move, vm: Vm, config: MigrationConfig, roundId: number | null): Promise<ExecutionResult> {
     const { driver, journal, clock, observer } = this.deps;
     const flags = flagsFor(move.kind, config);
+    const prediction = predictMigration(vm, move.kind, linkAssumptions(config));
     const startedAt = clock.now();
     const id = journal.recordIntent({
       roundId,
@@ -106,6 +108,8 @@ export class Executor {
       reason: move.reason,
       flags,
       startedAt,
+      ...(Number.isFinite(prediction.timeMs) && { predictedMs: Math.round(prediction.timeMs) }),
+      details: { prediction },
     });
     observer?.onStart?.(move, id);
     const finish = (r: Omit<ExecutionResult, "migrationId" | "durationMs">): ExecutionResult => {

@@ -1,9 +1,25 @@
-import type { Host, MigrationKind, Vm } from "../model/index.js";
+import type { Host, LinkAssumptions, MigrationKind, Vm } from "../model/index.js";
 import type { MigrationConfig } from "../config/schema.js";
 import { MIGRATION_FLAGS, type MigrationFlag } from "../drivers/driver.js";
 
 /** The parts of the `migration` config section that decide whether and how a VM can move. */
-export type MigrationPolicy = Pick<MigrationConfig, "allowBlockMigration" | "allowColdForTags">;
+export type MigrationPolicy = Pick<MigrationConfig, "allowBlockMigration" | "allowColdForTags"> &
+  Partial<Pick<MigrationConfig, "mode" | "maxDowntimeMs" | "bandwidthMiBps">>;
+
+/** Link speed predictions assume when `migration.bandwidthMiBps` sets no cap (10 GbE, less protocol overhead). */
+export const DEFAULT_LINK_MIBPS = 1000;
+/** QEMU start and stop around a migration (measured ≈ 1.4 s in the libvirt lab). */
+export const MIGRATION_OVERHEAD_MS = 1500;
+
+/** What predictions assume, from the `migration` config section. */
+export function linkAssumptions(cfg: MigrationPolicy): LinkAssumptions {
+  return {
+    bandwidthMiBps: cfg.bandwidthMiBps ?? DEFAULT_LINK_MIBPS,
+    maxDowntimeMs: cfg.maxDowntimeMs ?? 500,
+    overheadMs: MIGRATION_OVERHEAD_MS,
+    suspend: cfg.mode === "suspend",
+  };
+}
 /** The parts of the `migration` config section that decide the libvirt flag set. */
 export type MigrationFlagConfig = Pick<MigrationConfig, "mode" | "flags"> &
   Partial<Pick<MigrationConfig, "permitPostCopy" | "permitAutoConverge">>;

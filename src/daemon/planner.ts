@@ -1,20 +1,23 @@
 import {
   footprint,
+  likelyKind,
   loadWith,
   memoryFraction,
+  predictMigration,
   type BlockedMove,
   type ClusterSnapshot,
   type Host,
   type HostId,
   type MigrationKind,
   type Move,
+  type Prediction,
   type Vm,
   type VmId,
 } from "../model/index.js";
 import type { Goal, LoadPoint, Policy, PolicyInput, Proposal, Thresholds, Verdict } from "../policies/types.js";
 import { checkDestination, sourceState, type DestinationContext } from "../policies/constraints/index.js";
 import { compareStrings, pct } from "../policies/text.js";
-import { vmMigrationVerdict, type MigrationPolicy } from "./migration-kind.js";
+import { linkAssumptions, vmMigrationVerdict, type MigrationPolicy } from "./migration-kind.js";
 import { PlanState } from "./plan-state.js";
 import { DEFAULT_WEIGHTS, normaliseWeights, score, type ScoreWeights } from "./scoring.js";
 import { DestinationOrder } from "./destination-order.js";
@@ -58,6 +61,8 @@ export interface CandidateExplain {
   readonly vm: VmId;
   /** Set when the VM itself cannot move (excluded by a guard, storage, already moved in this plan…). */
   readonly skipped?: string;
+  /** Expected migration time, passes and downtime, and whether pre-copy converges (with the chosen kind). */
+  readonly prediction?: Prediction;
   readonly rejected: readonly Rejection[];
   /** Feasible destinations, best first. */
   readonly feasible: readonly ScoredDestination[];
@@ -81,6 +86,12 @@ export interface Plan {
   readonly explain?: ExplainEntry[];
 }
 
+/** Predictions for ranking, before a destination (and so the exact kind) is known. */
+function predictor(migration: MigrationPolicy): (vm: Vm) => Prediction {
+  const link = linkAssumptions(migration);
+  return (vm) => predictMigration(vm, likelyKind(vm), link);
+}
+
 const proposalKey = (p: Proposal): string => p.key ?? `${p.policy}|${p.source}|${p.candidates[0] ?? ""}`;
 
 /**
@@ -100,6 +111,7 @@ export function plan(snapshot: ClusterSnapshot, opts: PlanOptions): Plan {
     view: state,
     thresholds: opts.thresholds,
     nowMs: opts.nowMs,
+    predict: predictor(opts.migration),
     ...(opts.history === undefined ? {} : { history: opts.history }),
   };
   const policies = opts.policies
@@ -282,12 +294,13 @@ function tryCandidate(
   }
   if (!best) {
     const why = summarise(source, vm, counts, opts.thresholds);
-    return explain ? { why, explain: { vm: id, rejected, feasible } } : { why };
+    return explain ? { why, explain: { vm: id, prediction: predictMigration(vm, likelyKind(vm), linkAssumptions(opts.migration)), rejected, feasible } } : { why };
   }
   const move: Move = { vm: id, from: source.name, to: best.host, policy: proposal.policy, reason: proposal.reason, kind: best.kind };
   if (!explain) return { move, why: "" };
   feasible.sort((a, b) => (better(a, b) ? -1 : better(b, a) ? 1 : 0));
-  return { move, why: "", explain: { vm: id, rejected, feasible, chosen: best.host } };
+  const prediction = predictMigration(vm, best.kind, linkAssumptions(opts.migration));
+  return { move, why: "", explain: { vm: id, prediction, rejected, feasible, chosen: best.host } };
 }
 
 const better = (a: ScoredDestination, b: ScoredDestination): boolean =>

@@ -4,3 +4,4 @@ export * from "./move.js";
 export * from "./load.js";
 export * from "./apply-move.js";
 export * from "./imbalance.js";
+export * from "./prediction.js";

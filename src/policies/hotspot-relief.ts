@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { footprint, loadWith, memoryFraction, type Host, type Vm, type VmId } from "../model/index.js";
+import { footprint, loadWith, memoryFraction, type Host, type Prediction, type Vm, type VmId } from "../model/index.js";
 import type { LoadPoint, Policy, PolicyDefinition, PolicyInput, Proposal, Thresholds } from "./types.js";
 import { compareStrings, pct } from "./text.js";
 
@@ -63,6 +63,8 @@ interface Ranked {
   readonly vm: Vm;
   readonly sufficient: boolean;
   readonly relief: number;
+  readonly converges: boolean;
+  readonly cost: number;
 }
 
 /**
@@ -71,7 +73,7 @@ interface Ranked {
  * rest by how much of the excess they remove. VMs whose move relieves no hot dimension are left out:
  * by the model's footprint a shut-off VM frees neither CPU nor memory, so it never qualifies.
  */
-export function rankCandidates(host: Host, vms: readonly Vm[], hot: HotState, t: Thresholds): VmId[] {
+export function rankCandidates(host: Host, vms: readonly Vm[], hot: HotState, t: Thresholds, predict?: (vm: Vm) => Prediction): VmId[] {
   const mem = memoryFraction(host);
   const cpuExcess = Math.max(host.cpuLoad - t.cpuHigh, 0) + 1e-9;
   const memExcess = Math.max(mem - t.memHigh, 0) + 1e-9;
@@ -96,12 +98,16 @@ export function rankCandidates(host: Host, vms: readonly Vm[], hot: HotState, t:
       relief += Math.min(1, memGain / memExcess);
       dims++;
     }
-    ranked.push({ vm, sufficient, relief: relief / dims });
+    // Cost: predicted time when a prediction is available, else memory to copy; a guest predicted not to
+    // converge goes after every one that will, whatever its size.
+    const p = predict?.(vm);
+    ranked.push({ vm, sufficient, relief: relief / dims, converges: p?.converges ?? true, cost: p?.timeMs ?? vm.memoryMiB });
   }
   ranked.sort((a, b) => {
     if (a.sufficient !== b.sufficient) return a.sufficient ? -1 : 1;
+    if (a.converges !== b.converges) return a.converges ? -1 : 1;
     if (!a.sufficient && a.relief !== b.relief) return b.relief - a.relief;
-    return a.vm.memoryMiB - b.vm.memoryMiB || compareStrings(a.vm.id, b.vm.id);
+    return a.cost - b.cost || compareStrings(a.vm.id, b.vm.id);
   });
   return ranked.map((r) => r.vm.id);
 }
@@ -132,7 +138,7 @@ export function* proposeHotspots(input: PolicyInput, params: HotspotReliefParams
   }
   hot.sort((a, b) => b.state.severity - a.state.severity || compareStrings(a.host.name, b.host.name));
   for (const { host, state } of hot) {
-    const candidates = rankCandidates(host, input.view.vmsOn(host.name), state, input.thresholds);
+    const candidates = rankCandidates(host, input.view.vmsOn(host.name), state, input.thresholds, input.predict);
     if (candidates.length === 0) continue;
     yield {
       policy: HOTSPOT_RELIEF,

@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import type { CellId, Host, HostId, Vm, VmId } from "../model/index.js";
+import type { CellId, Host, HostId, Prediction, Vm, VmId } from "../model/index.js";
 
 /** Read-only, indexed view of a snapshot. The planner keeps it up to date as it accepts moves. */
 export interface ClusterView {
@@ -37,6 +37,8 @@ export interface PolicyInput {
    * loads are then taken as sustained.
    */
   readonly history?: ReadonlyMap<HostId, readonly LoadPoint[]>;
+  /** Expected cost and convergence of moving a VM (from memory, measured dirty rate and link bandwidth). */
+  readonly predict?: (vm: Vm) => Prediction;
 }
 
 /** What a proposal asks of the move that serves it. */

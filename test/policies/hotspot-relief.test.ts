@@ -7,7 +7,7 @@ import {
   rankCandidates,
   sustainedAtOrAbove,
 } from "../../src/policies/hotspot-relief.js";
-import { hostId, type ClusterSnapshot, type HostId } from "../../src/model/index.js";
+import { hostId, predictMigration, type ClusterSnapshot, type HostId } from "../../src/model/index.js";
 import type { LoadPoint, PolicyInput } from "../../src/policies/types.js";
 import { cluster, host, NOW, T, viewOf, vm } from "../planner/fixtures.js";
 
@@ -134,6 +134,22 @@ describe("rankCandidates / proposals", () => {
     const h = view.host(hostId("h1"));
     if (!h) throw new Error("fixture");
     expect(rankCandidates(h, view.vmsOn(h.name), { cpuHot: true, memHot: false, severity: 0.05 }, T)).toEqual(["a"]);
+  });
+
+  it("among VMs that would each relieve the host, one predicted to converge goes before a smaller one that would not", () => {
+    const s = cluster(
+      [host("h1", { cpuLoad: 0.95 })],
+      [vm("small-dirty", "h1", { cpuLoad: 2, memoryMiB: 2_000, dirtyRateMiBps: 5_000 }), vm("big-quiet", "h1", { cpuLoad: 2, memoryMiB: 16_000, dirtyRateMiBps: 10 }), vm("mid-quiet", "h1", { cpuLoad: 2, memoryMiB: 8_000, dirtyRateMiBps: 10 })],
+    );
+    const view = viewOf(s);
+    const h = view.host(hostId("h1"));
+    if (!h) throw new Error("fixture");
+    const link = { bandwidthMiBps: 1000, maxDowntimeMs: 500, overheadMs: 1500, suspend: false };
+    const predict = (v: Parameters<typeof predictMigration>[0]) => predictMigration(v, "live-shared", link);
+    const hot = { cpuHot: true, memHot: false, severity: 0.1 };
+    expect(rankCandidates(h, view.vmsOn(h.name), hot, T, predict)).toEqual(["mid-quiet", "big-quiet", "small-dirty"]);
+    // Without predictions the cheapest copy goes first.
+    expect(rankCandidates(h, view.vmsOn(h.name), hot, T)[0]).toBe("small-dirty");
   });
 
   it("registry entry: defaults and the factory", () => {
