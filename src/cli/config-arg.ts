@@ -1,10 +1,14 @@
-import { checkConfig, formatIssue, type ResolvedConfig } from "../config/index.js";
+import type { ResolvedConfig } from "../config/index.js";
 import { CliError, EX_CONFIG } from "./exit-codes.js";
 
 export const DEFAULT_CONFIG = process.env.BALLAST_CONFIG ?? "/etc/ballast/ballast.yaml";
 
-/** Loads and validates the config, or fails with every problem listed and exit code 78. */
-export function loadConfigOrFail(file: string): ResolvedConfig {
+/**
+ * Loads and validates the config, or fails with every problem listed and exit code 78. The config
+ * modules (yaml, zod schemas) are imported on first use: commands that need no config start without them.
+ */
+export async function loadConfigOrFail(file: string): Promise<ResolvedConfig> {
+  const { checkConfig, formatIssue } = await import("../config/index.js");
   const result = checkConfig(file);
   if (!result.ok) throw new CliError(result.errors.map(formatIssue).join("\n"), EX_CONFIG);
   return result.config;

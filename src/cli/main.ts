@@ -1,19 +1,14 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from "commander";
-import { checkConfig, formatIssue } from "../config/index.js";
-import { clearFlag, setFlag } from "../daemon/flags.js";
-import { createLogger } from "../daemon/logger.js";
-import { startDaemon } from "../daemon/service.js";
-import { simulate } from "../daemon/simulate.js";
-import { DriverUnavailableError } from "../drivers/index.js";
 import { DEFAULT_CONFIG, loadConfigOrFail, parseDuration } from "./config-arg.js";
 import { CliError, EX_CONFIG, EX_FAILURE, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE } from "./exit-codes.js";
-import { historyCommand } from "./history-command.js";
-import { planCommand } from "./plan-command.js";
-import { liveSnapshot } from "./snapshot-source.js";
-import { statusCommand } from "./status-command.js";
 import { pct, table } from "./table.js";
 import { packageVersion } from "../util/version.js";
+
+// Only commander and the small modules above load at start-up. Each command's action imports what it
+// needs (`await import(…)`): `ballast plan --snapshot FILE` loads the planner, the policies and the
+// config schemas (for their defaults) but no YAML parser, metrics, logger, SQLite, HTTP server or
+// daemon; `--help` and usage errors load nothing else. test/cli/cli.test.ts checks both.
 
 const configOption = (): Option => new Option("-c, --config <file>", "configuration file").default(DEFAULT_CONFIG);
 const print = (text: string): void => void process.stdout.write(text.endsWith("\n") ? text : text + "\n");
@@ -29,7 +24,8 @@ program
   .description("run the daemon (foreground; systemd runs it like this)")
   .addOption(configOption())
   .action(async (o: { config: string }) => {
-    const config = loadConfigOrFail(o.config);
+    const config = await loadConfigOrFail(o.config);
+    const [{ createLogger }, { startDaemon }] = await Promise.all([import("../daemon/logger.js"), import("../daemon/service.js")]);
     const log = createLogger(config.logLevel);
     const running = await startDaemon({ configFile: o.config, config, log });
     log.info({ config: o.config, stateDir: config.stateDir, maintenanceDir: config.maintenanceDir }, "ballast running");
@@ -58,6 +54,7 @@ program
   .option("--json", "machine-readable output")
   .option("--explain", "show every candidate and why it was taken or refused")
   .action(async (o: { snapshot?: string; config?: string; json?: boolean; explain?: boolean }) => {
+    const { planCommand } = await import("./plan-command.js");
     print(await planCommand({ ...o, config: o.config ?? (o.snapshot === undefined ? DEFAULT_CONFIG : undefined) }));
   });
 
@@ -67,7 +64,9 @@ program
   .addOption(configOption())
   .option("--json", "the snapshot in DESIGN.md's format (input for plan --snapshot)")
   .action(async (o: { config: string; json?: boolean }) => {
-    const { snapshot, source } = await liveSnapshot(loadConfigOrFail(o.config));
+    const config = await loadConfigOrFail(o.config);
+    const { liveSnapshot } = await import("./snapshot-source.js");
+    const { snapshot, source } = await liveSnapshot(config);
     if (o.json) return print(JSON.stringify(snapshot, null, 2));
     print(`Sampled from ${source} at ${snapshot.takenAt}: ${snapshot.hosts.length} hosts, ${snapshot.vms.length} VMs`);
     const vms = new Map<string, number>();
@@ -80,7 +79,11 @@ program
   .description("what the running daemon sees and does")
   .addOption(configOption())
   .option("--json", "machine-readable output")
-  .action(async (o: { config: string; json?: boolean }) => print(await statusCommand(loadConfigOrFail(o.config), o.json === true)));
+  .action(async (o: { config: string; json?: boolean }) => {
+    const config = await loadConfigOrFail(o.config);
+    const { statusCommand } = await import("./status-command.js");
+    print(await statusCommand(config, o.json === true));
+  });
 
 program
   .command("history")
@@ -89,9 +92,11 @@ program
   .option("--vm <id>", "one VM's migrations with every guard decision")
   .option("-n, --limit <n>", "rows to show", (v) => Number.parseInt(v, 10), 20)
   .option("--json", "machine-readable output")
-  .action((o: { config: string; vm?: string; limit: number; json?: boolean }) => {
+  .action(async (o: { config: string; vm?: string; limit: number; json?: boolean }) => {
     if (!Number.isInteger(o.limit) || o.limit <= 0) throw new CliError(`--limit: expected a positive integer`, EX_USAGE);
-    print(historyCommand(loadConfigOrFail(o.config), o));
+    const config = await loadConfigOrFail(o.config);
+    const { historyCommand } = await import("./history-command.js");
+    print(historyCommand(config, o));
   });
 
 program
@@ -101,7 +106,8 @@ program
   .addOption(configOption())
   .option("-r, --reason <text>", "why (kept in the flag file, shown in status)", "")
   .action(async (host: string, o: { config: string; reason: string }) => {
-    const config = loadConfigOrFail(o.config);
+    const config = await loadConfigOrFail(o.config);
+    const { setFlag } = await import("../daemon/flags.js");
     await setFlag(config.maintenanceDir, host, o.reason).catch((e: unknown) => {
       throw new CliError(`drain ${JSON.stringify(host)}: ${(e as Error).message}`, EX_USAGE);
     });
@@ -114,7 +120,8 @@ program
   .argument("<host>", "host name")
   .addOption(configOption())
   .action(async (host: string, o: { config: string }) => {
-    const config = loadConfigOrFail(o.config);
+    const config = await loadConfigOrFail(o.config);
+    const { clearFlag } = await import("../daemon/flags.js");
     const removed = await clearFlag(config.maintenanceDir, host).catch((e: unknown) => {
       throw new CliError(`undrain ${JSON.stringify(host)}: ${(e as Error).message}`, EX_USAGE);
     });
@@ -125,7 +132,8 @@ program
   .command("check-config")
   .description("validate a configuration file; exit 78 when it has errors")
   .addOption(configOption())
-  .action((o: { config: string }) => {
+  .action(async (o: { config: string }) => {
+    const { checkConfig, formatIssue } = await import("../config/index.js");
     const result = checkConfig(o.config);
     if (result.ok) return print(`${o.config}: ok`);
     process.stderr.write(result.errors.map(formatIssue).join("\n") + "\n");
@@ -141,8 +149,11 @@ program
   .option("--round-interval <duration>", "time between rounds", "60s")
   .option("--json", "machine-readable output")
   .action(async (o: { config: string; duration: string; roundInterval: string; json?: boolean }) => {
-    const config = loadConfigOrFail(o.config);
-    const report = await simulate(config, parseDuration(o.duration, "--duration"), parseDuration(o.roundInterval, "--round-interval"));
+    const config = await loadConfigOrFail(o.config);
+    const durationMs = parseDuration(o.duration, "--duration");
+    const roundIntervalMs = parseDuration(o.roundInterval, "--round-interval");
+    const { simulate } = await import("../daemon/simulate.js");
+    const report = await simulate(config, durationMs, roundIntervalMs);
     if (o.json) return print(JSON.stringify(report, null, 2));
     print(
       table(
@@ -172,7 +183,7 @@ async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`ballast: ${e.message}\n`);
       return e.exitCode;
     }
-    if (e instanceof DriverUnavailableError) {
+    if (e instanceof Error && e.name === "DriverUnavailableError" && e instanceof (await import("../drivers/index.js")).DriverUnavailableError) {
       process.stderr.write(`ballast: ${e.message}\n`);
       return EX_UNAVAILABLE;
     }

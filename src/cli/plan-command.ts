@@ -1,3 +1,5 @@
+// Loaded only for `plan` (main.ts imports this module on demand). Defaults come from the schemas
+// themselves (config/schema.js, not config/index.js: a snapshot file needs no YAML loader).
 import { migrationSchema, thresholdsSchema } from "../config/schema.js";
 import { enabledPolicies, policyConfigSchema } from "../policies/registry.js";
 import { plan, type Plan } from "../daemon/planner.js";
@@ -16,7 +18,7 @@ export interface PlanOptions {
 
 /** Plans with the daemon's own planner; a snapshot file needs no config (defaults apply). */
 export async function planCommand(opts: PlanOptions): Promise<string> {
-  const config = opts.config !== undefined ? loadConfigOrFail(opts.config) : undefined;
+  const config = opts.config !== undefined ? await loadConfigOrFail(opts.config) : undefined;
   let snapshot: ClusterSnapshot;
   if (opts.snapshot !== undefined) snapshot = readSnapshotFile(opts.snapshot);
   else if (config) snapshot = (await liveSnapshot(config)).snapshot;

@@ -1,15 +1,12 @@
 import { readFileSync } from "node:fs";
 import type { ResolvedConfig } from "../config/index.js";
-import { createDriver } from "../drivers/index.js";
 import type { ClusterSnapshot } from "../model/index.js";
 import { parseSnapshot, SnapshotError } from "../model/parse-snapshot.js";
-import { withMaintenance } from "../daemon/daemon.js";
-import { scanFlags } from "../daemon/flags.js";
-import { realClock } from "../util/clock.js";
 import { CliError, EX_DATAERR } from "./exit-codes.js";
 
 const EX_NOINPUT = 66;
 
+/** Reads and validates a snapshot file: 66 when it cannot be read, 65 when it is not a valid snapshot. */
 export function readSnapshotFile(file: string): ClusterSnapshot {
   let text: string;
   try {
@@ -38,10 +35,20 @@ async function fromDaemon(config: ResolvedConfig): Promise<ClusterSnapshot | und
   }
 }
 
-/** The live cluster: from the running daemon when there is one, else sampled directly through the drivers. */
+/**
+ * The live cluster: from the running daemon when there is one, else sampled directly through the
+ * drivers. The driver and daemon modules are imported here, not at the top: reading a snapshot file
+ * (`plan --snapshot`) needs none of them.
+ */
 export async function liveSnapshot(config: ResolvedConfig): Promise<{ snapshot: ClusterSnapshot; source: string }> {
   const viaDaemon = await fromDaemon(config);
   if (viaDaemon) return { snapshot: viaDaemon, source: "daemon" };
+  const [{ createDriver }, { withMaintenance }, { scanFlags }, { realClock }] = await Promise.all([
+    import("../drivers/index.js"),
+    import("../daemon/daemon.js"),
+    import("../daemon/flags.js"),
+    import("../util/clock.js"),
+  ]);
   const driver = createDriver(config, realClock);
   try {
     const sampled = await driver.sample();

@@ -135,7 +135,7 @@ describe("crash safety on the simulator", () => {
     rmSync(w.dir, { recursive: true, force: true });
   });
 
-  it("a VM's record left open blocks its next migration until reconciled", async () => {
+  it("a VM's record left open blocks its next migration until reconciled", () => {
     const w = world(1);
     const store = openHistory(join(w.dir, "ballast.db"));
     const vm = vmId(w.cluster.vmIds()[0]!);
