@@ -126,6 +126,8 @@ export const simSchema = z.strictObject({
 export const migrationSchema = z.strictObject({
   /** live: copy while the guest runs; suspend: no LIVE flag, guest paused for the whole copy (the seed's default). */
   mode: z.enum(["live", "suspend"]).default("live"),
+  /** Per-cell override of mode, e.g. a cell of guests that must never run during a copy. */
+  modeByCell: z.record(z.string().min(1), z.enum(["live", "suspend"])).default({}),
   /** The seed's "true live migration" set; NON_SHARED_DISK and OFFLINE are added per kind. */
   flags: z.array(z.enum(MIGRATION_FLAGS)).default(["LIVE", "PEER2PEER", "PERSIST_DEST", "UNDEFINE_SOURCE"]),
   allowBlockMigration: z.boolean().default(false),
@@ -160,6 +162,10 @@ export const guardsSchema = z.strictObject({
   /** After a failed or aborted migration, the VM waits this long. */
   failureCooldownMinutes: z.number().min(0).default(120),
   maxMigrationsPerHour: z.number().int().min(1).default(30),
+  /** A host that took part in this many failed or aborted migrations within hostBackoffMinutes… */
+  hostFailureLimit: z.number().int().min(1).default(3),
+  /** …is neither source nor destination until this long after its last failure. */
+  hostBackoffMinutes: z.number().min(0).default(30),
 });
 
 export const configSchema = z

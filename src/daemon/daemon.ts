@@ -211,6 +211,7 @@ export class Daemon {
         history: this.history.view,
         nowMs: now,
         exclude: guards.exclude,
+        excludeHost: guards.excludeHost,
       });
       this.lastPlan = result;
       for (const r of guards.refusals()) metrics.refused(r);
@@ -232,7 +233,8 @@ export class Daemon {
           if (!vm) throw new Error(`planned VM ${move.vm} is not in the snapshot`);
           store.recordDecision({ roundId, at: now, outcome: "moved", vm: move.vm, from: move.from, to: move.to, kind: move.kind, policy: move.policy, reason: move.reason });
           log.info({ vm: move.vm, host: move.from, to: move.to, policy: move.policy, kind: move.kind, outcome: "chosen", reason: move.reason }, "decision");
-          executed = { move, result: await this.executor.execute(move, vm, config.migration, roundId) };
+          const cell = snapshot.hosts.find((h) => h.name === move.from)?.cell;
+          executed = { move, result: await this.executor.execute(move, vm, config.migration, roundId, cell) };
         }
       }
       summary = { roundId, trigger, startedAt, durationMs: clock.now() - startedAt, outcome: "ok", moves: result.moves.length, blocked: result.blocked.length, ...(executed && { executed }) };

@@ -83,20 +83,21 @@ export class Executor {
     return this.busy;
   }
 
-  async execute(move: Move, vm: Vm, config: MigrationConfig, roundId: number | null): Promise<ExecutionResult> {
+  /** `cell` is the VM's cell (for per-cell migration mode). */
+  async execute(move: Move, vm: Vm, config: MigrationConfig, roundId: number | null, cell?: string): Promise<ExecutionResult> {
     if (this.busy) throw new Error("executor: a migration is already in flight");
     this.busy = true;
     try {
-      return await this.run(move, vm, config, roundId);
+      return await this.run(move, vm, config, roundId, cell);
     } finally {
       this.busy = false;
     }
   }
 
-  private async run(move: Move, vm: Vm, config: MigrationConfig, roundId: number | null): Promise<ExecutionResult> {
+  private async run(move: Move, vm: Vm, config: MigrationConfig, roundId: number | null, cell: string | undefined): Promise<ExecutionResult> {
     const { driver, journal, clock, observer } = this.deps;
-    const flags = flagsFor(move.kind, config);
-    const prediction = predictMigration(vm, move.kind, linkAssumptions(config));
+    const flags = flagsFor(move.kind, config, cell);
+    const prediction = predictMigration(vm, move.kind, { ...linkAssumptions(config), suspend: !flags.includes("LIVE") });
     const startedAt = clock.now();
     const id = journal.recordIntent({
       roundId,

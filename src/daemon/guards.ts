@@ -1,5 +1,5 @@
 import type { GuardsConfig } from "../config/schema.js";
-import type { VmId } from "../model/index.js";
+import type { HostId, VmId } from "../model/index.js";
 import type { Verdict } from "../policies/types.js";
 import type { HistoryStore } from "../store/index.js";
 
@@ -9,6 +9,8 @@ const OK: Verdict = { ok: true };
 export interface MoveGuards {
   /** Whether the VM may be moved now by the given policy; refusals are typed values with reasons (DESIGN rule 4). */
   readonly exclude: (vm: VmId, policy: string) => Verdict;
+  /** Whether a host may take part in a migration (source or destination) now. */
+  readonly excludeHost: (host: HostId) => Verdict;
   /** Codes of the refusals handed out this round, one per refusal, for metrics. */
   readonly refusals: () => readonly string[];
   /** A reason when the per-hour migration limit is reached. */
@@ -47,7 +49,22 @@ export function moveGuards(store: HistoryStore, cfg: GuardsConfig, nowMs: number
     }
     return OK;
   };
+  const hostCache = new Map<HostId, Verdict>();
+  const judgeHost = (host: HostId): Verdict => {
+    const windowStart = nowMs - cfg.hostBackoffMinutes * MINUTE;
+    const f = store.failuresSince(windowStart, { host });
+    if (f.count < cfg.hostFailureLimit || f.lastAt === null) return OK;
+    return refuse("host-backoff", `${host} took part in ${f.count} failed migrations in the last ${cfg.hostBackoffMinutes} min (limit ${cfg.hostFailureLimit})`);
+  };
   return {
+    excludeHost: (host) => {
+      let v = hostCache.get(host);
+      if (!v) {
+        v = judgeHost(host);
+        hostCache.set(host, v);
+      }
+      return v;
+    },
     exclude: (vm, policy) => {
       const key = `${policy}\u0000${vm}`;
       let v = cache.get(key);

@@ -22,7 +22,7 @@ export function linkAssumptions(cfg: MigrationPolicy): LinkAssumptions {
 }
 /** The parts of the `migration` config section that decide the libvirt flag set. */
 export type MigrationFlagConfig = Pick<MigrationConfig, "mode" | "flags"> &
-  Partial<Pick<MigrationConfig, "permitPostCopy" | "permitAutoConverge">>;
+  Partial<Pick<MigrationConfig, "modeByCell" | "permitPostCopy" | "permitAutoConverge">>;
 
 export interface KindBlocked {
   readonly ok: false;
@@ -151,14 +151,15 @@ const COLD_FLAGS: readonly MigrationFlag[] = ["OFFLINE", "PERSIST_DEST", "UNDEFI
  * AUTO_CONVERGE when the guard may use them (libvirt needs POSTCOPY at start to switch later); `cold` is
  * exactly OFFLINE + PERSIST_DEST + UNDEFINE_SOURCE. Returned in MIGRATION_FLAGS order, no duplicates.
  */
-export function flagsFor(kind: MigrationKind, cfg: MigrationFlagConfig): MigrationFlag[] {
+export function flagsFor(kind: MigrationKind, cfg: MigrationFlagConfig, cell?: string): MigrationFlag[] {
+  const mode = (cell !== undefined ? cfg.modeByCell?.[cell] : undefined) ?? cfg.mode;
   const set = new Set<MigrationFlag>();
   if (kind === "cold") {
     for (const f of COLD_FLAGS) set.add(f);
   } else {
     for (const f of cfg.flags) set.add(f);
     set.delete("OFFLINE");
-    if (cfg.mode === "suspend") set.delete("LIVE");
+    if (mode === "suspend") set.delete("LIVE");
     if (kind === "live-block") set.add("NON_SHARED_DISK");
     else set.delete("NON_SHARED_DISK");
     // Post-copy and auto-converge only make sense while the guest keeps running during the copy.

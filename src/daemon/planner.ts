@@ -39,6 +39,8 @@ export interface PlanOptions {
   readonly maxMoves?: number;
   /** Guard hook (cooldowns, pins, …): a refused VM is not moved; when no candidate is left the proposal is blocked with this reason. */
   readonly exclude?: (vm: VmId, policy: string) => Verdict;
+  /** Host guard (back-off after repeated failures): a refused host is neither source nor destination. */
+  readonly excludeHost?: (host: HostId) => Verdict;
   readonly weights?: ScoreWeights;
 }
 
@@ -208,6 +210,8 @@ function serve(
   if (!source) return block(`source ${proposal.source} is not in the snapshot`);
   const src = sourceState(source);
   if (!src.ok) return block(src.reason);
+  const srcGuard = opts.excludeHost?.(source.name);
+  if (srcGuard && !srcGuard.ok) return block(srcGuard.reason);
 
   const whys: { vm: VmId; why: string }[] = [];
   for (const id of proposal.candidates) {
@@ -275,7 +279,8 @@ function tryCandidate(
     if (sorted && best && (sorted.bound[i] ?? 0) < best.score) break;
     const dest = hosts[i] as Host;
     const after = loadWith(dest, fp, 1);
-    const v = checkDestination(ctx, dest, after);
+    const guarded = dest.name === source.name ? undefined : opts.excludeHost?.(dest.name);
+    const v = guarded && !guarded.ok ? guarded : checkDestination(ctx, dest, after);
     if (!v.ok) {
       if (v.code === "same-host") continue;
       const c = counts.get(v.code);

@@ -65,4 +65,11 @@ describe("flagsFor", () => {
   it.each(cases)("$name", ({ kind, cfg, expected }) => {
     expect(flagsFor(kind, cfg)).toEqual(expected);
   });
+
+  it("suspend mode can be chosen per cell", () => {
+    const cfg = { ...live, modeByCell: { legacy: "suspend" as const } };
+    expect(flagsFor("live-shared", cfg, "legacy")).not.toContain("LIVE");
+    expect(flagsFor("live-shared", cfg, "modern")).toContain("LIVE");
+    expect(flagsFor("live-shared", { ...suspend, modeByCell: { modern: "live" as const } }, "modern")).toContain("LIVE");
+  });
 });
