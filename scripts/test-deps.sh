@@ -6,6 +6,9 @@ declare -A NEED=(
   [g++]=g++
   [make]=make
   [python3]=python3
+  [systemd-analyze]=systemd        # verify the unit and rate its hardening
+  [promtool]=prometheus            # check /metrics and the alert rules
+  [chromium]=chromium              # end-to-end test of the status page
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
