@@ -132,7 +132,7 @@ export function plan(snapshot: ClusterSnapshot, opts: PlanOptions): Plan {
   for (let iteration = 0; moves.length < maxMoves && iteration < iterationCap; iteration++) {
     const proposal = nextProposal(policies, input, resolved);
     if (!proposal) break;
-    const result = serve(proposal, state, order, opts, weights, moved, explain !== undefined);
+    const result = serve(proposal, { state, order, opts, weights, moved, explain: explain !== undefined });
     if (result.move) {
       state.apply(result.move);
       order.update([result.move.from, result.move.to]);
@@ -193,15 +193,21 @@ interface CandidateResult {
   readonly explain?: CandidateExplain;
 }
 
+/** What serving a proposal reads: the working copy, destination order, options and the plan so far. */
+interface ServeContext {
+  readonly state: PlanState;
+  readonly order: DestinationOrder;
+  readonly opts: PlanOptions;
+  readonly weights: ScoreWeights;
+  readonly moved: ReadonlySet<VmId>;
+  readonly explain: boolean;
+}
+
 function serve(
   proposal: Proposal,
-  state: PlanState,
-  order: DestinationOrder,
-  opts: PlanOptions,
-  weights: ScoreWeights,
-  moved: ReadonlySet<VmId>,
-  explain: boolean,
+  ctx: ServeContext,
 ): Served {
+  const { state, opts } = ctx;
   const candidates: CandidateExplain[] = [];
   const first = proposal.candidates[0];
   if (first === undefined) return { candidates };
@@ -215,7 +221,7 @@ function serve(
 
   const whys: { vm: VmId; why: string }[] = [];
   for (const id of proposal.candidates) {
-    const r = tryCandidate(id, proposal, source, state, order, opts, weights, moved, explain);
+    const r = tryCandidate(id, proposal, source, ctx);
     if (r.explain) candidates.push(r.explain);
     if (r.move) return { move: r.move, candidates };
     whys.push({ vm: id, why: r.why });
@@ -231,12 +237,7 @@ function tryCandidate(
   id: VmId,
   proposal: Proposal,
   source: Host,
-  state: PlanState,
-  order: DestinationOrder,
-  opts: PlanOptions,
-  weights: ScoreWeights,
-  moved: ReadonlySet<VmId>,
-  explain: boolean,
+  { state, order, opts, weights, moved, explain }: ServeContext,
 ): CandidateResult {
   const skip = (why: string): CandidateResult => ({
     why,

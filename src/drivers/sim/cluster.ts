@@ -1,5 +1,5 @@
 import type { SimConfig } from "../../config/schema.js";
-import type { ClusterSnapshot, Host, HostId, Vm, VmId, VmState } from "../../model/index.js";
+import { footprint, type ClusterSnapshot, type Host, type HostId, type Vm, type VmId, type VmState } from "../../model/index.js";
 import type { Clock } from "../../util/clock.js";
 import { VirtualClock } from "../../util/clock.js";
 import { hash01 } from "../../util/rng.js";
@@ -130,41 +130,25 @@ export class SimCluster {
       const cpuLoad = Math.round(s * 1000) / 1000;
       const running = v.state === "running";
       const dirtyRateMiBps = running ? (v.dirtyOverride ?? v.baseDirtyRate) : 0;
-      // Two literal shapes (with and without diskMiB) keep V8's objects fast; a spread or delete would not.
-      const vm: Vm =
-        v.diskMiB === undefined
-          ? {
-              id: v.id,
-              name: v.id,
-              host: host.name,
-              state: v.state,
-              vcpus: v.vcpus,
-              memoryMiB: v.memoryMiB,
-              cpuLoad,
-              storage: v.storage,
-              volumes: v.volumes,
-              dirtyRateMiBps,
-              tags: v.tags,
-            }
-          : {
-              id: v.id,
-              name: v.id,
-              host: host.name,
-              state: v.state,
-              vcpus: v.vcpus,
-              memoryMiB: v.memoryMiB,
-              cpuLoad,
-              storage: v.storage,
-              volumes: v.volumes,
-              dirtyRateMiBps,
-              diskMiB: v.diskMiB,
-              tags: v.tags,
-            };
-      // What the VM adds to its host: model/load.ts footprint(), inlined (a shut-off guest uses nothing).
-      if (v.state !== "shutoff") {
-        cpuSum[v.host] = (cpuSum[v.host] ?? 0) + cpuLoad;
-        memSum[v.host] = (memSum[v.host] ?? 0) + v.memoryMiB;
-      }
+      // One literal shape for every VM keeps V8's objects fast (a spread or delete would not); an absent
+      // disk size stays undefined and is left out of JSON.
+      const vm: Vm = {
+        id: v.id,
+        name: v.id,
+        host: host.name,
+        state: v.state,
+        vcpus: v.vcpus,
+        memoryMiB: v.memoryMiB,
+        cpuLoad,
+        storage: v.storage,
+        volumes: v.volumes,
+        dirtyRateMiBps,
+        diskMiB: v.diskMiB,
+        tags: v.tags,
+      };
+      const fp = footprint(vm);
+      cpuSum[v.host] = (cpuSum[v.host] ?? 0) + fp.cpus;
+      memSum[v.host] = (memSum[v.host] ?? 0) + fp.memoryMiB;
       vmsOut.push(vm);
     }
     const hostsOut: Host[] = this.hosts.map((h) => {

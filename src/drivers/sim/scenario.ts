@@ -1,5 +1,6 @@
 import type { ClusterSnapshot, Host, MigrationKind, Vm } from "../../model/index.js";
 import type { MigrationFlag, MigrationRequest } from "../driver.js";
+import { flagsFor as executorFlags } from "../../daemon/migration-kind.js";
 
 /** The seed's "true live migration" flag set. */
 export const LIVE_FLAGS: readonly MigrationFlag[] = ["LIVE", "PEER2PEER", "PERSIST_DEST", "UNDEFINE_SOURCE"];
@@ -22,10 +23,9 @@ function kindFor(vm: Vm): MigrationKind {
   return vm.storage.kind === "shared" ? "live-shared" : vm.storage.kind === "volume" ? "live-volume" : "live-block";
 }
 
-/** Flags the executor would use for a kind (live mode). */
+/** Flags the executor would use for a kind, in live mode with the default flag set. */
 export function flagsFor(kind: MigrationKind): MigrationFlag[] {
-  if (kind === "cold") return ["OFFLINE", "PERSIST_DEST", "UNDEFINE_SOURCE"];
-  return kind === "live-block" ? [...LIVE_FLAGS, "NON_SHARED_DISK"] : [...LIVE_FLAGS];
+  return executorFlags(kind, { mode: "live", flags: [...LIVE_FLAGS] });
 }
 
 /**
