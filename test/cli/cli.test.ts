@@ -353,3 +353,33 @@ describe("start-up: each command loads only what it needs", () => {
     expect(loaded.filter((u) => /\/node_modules\/(?!commander\/)/.test(u) || /\/dist\/src\/(config|daemon|policies|drivers|store)\//.test(u))).toEqual([]);
   });
 });
+
+describe("ballast simulate", () => {
+  it("fast-forwards the daemon over the demo cluster and reports what it did", () => {
+    const r = ballast(["simulate", "--config", "config/demo.yaml", "--duration", "2h", "--json"]);
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.stdout) as {
+      durationHours: number;
+      rounds: number;
+      migrations: { total: number; byOutcome: Record<string, number> };
+      gibCopied: number;
+      hotspotHostMinutes: number;
+      imbalance: { meanCpu: number; maxCpu: number };
+    };
+    expect(report.durationHours).toBe(2);
+    expect(report.rounds).toBe(120);
+    // The demo's hot host is relieved: at least one migration, data copied, hot minutes bounded.
+    expect(report.migrations.byOutcome.succeeded).toBeGreaterThanOrEqual(1);
+    expect(report.gibCopied).toBeGreaterThan(0);
+    expect(report.hotspotHostMinutes).toBeLessThan(30);
+    expect(report.imbalance.maxCpu).toBeGreaterThanOrEqual(report.imbalance.meanCpu);
+    // Deterministic: the same seed gives the same report.
+    expect(ballast(["simulate", "--config", "config/demo.yaml", "--duration", "2h", "--json"]).stdout).toBe(r.stdout);
+  });
+
+  it("a bad duration exits 64 with the expected format", () => {
+    const r = ballast(["simulate", "--config", "config/demo.yaml", "--duration", "forever"]);
+    expect(r.code).toBe(64);
+    expect(r.stderr).toMatch(/--duration: got "forever", expected a duration like 90s/);
+  });
+});
