@@ -25,24 +25,50 @@ program
   .addOption(configOption())
   .action(async (o: { config: string }) => {
     const config = await loadConfigOrFail(o.config);
-    const [{ createLogger }, { startDaemon }] = await Promise.all([import("../daemon/logger.js"), import("../daemon/service.js")]);
+    const [{ createLogger }, { startDaemon }, { EX_TEMPFAIL }] = await Promise.all([import("../daemon/logger.js"), import("../daemon/service.js"), import("../daemon/lock.js")]);
     const log = createLogger(config.logLevel);
-    const running = await startDaemon({ configFile: o.config, config, log });
+    let running;
+    try {
+      running = await startDaemon({ configFile: o.config, config, log });
+    } catch (e) {
+      // Whatever start-up left open (HTTP listener, driver connections) must not keep a failed daemon alive.
+      setTimeout(() => process.exit(), 2000).unref();
+      // Another instance on this state directory: EX_TEMPFAIL (75), temporary by nature, so systemd's
+      // Restart=on-failure retries; the message names the lock file and the other PID.
+      if (e instanceof Error && e.name === "LockError") throw new CliError(e.message, EX_TEMPFAIL);
+      throw e;
+    }
+    const daemon = running;
     log.info({ config: o.config, stateDir: config.stateDir, maintenanceDir: config.maintenanceDir }, "ballast running");
     await new Promise<void>((resolve) => {
       let stopping = false;
       const stop = (signal: string): void => {
-        if (stopping) return;
+        if (stopping) {
+          // A second SIGTERM/SIGINT: do not wait out shutdown.stopTimeoutSec, abort the migration now.
+          log.warn({ signal }, "second stop signal: aborting the migration in flight");
+          void daemon.abortNow();
+          return;
+        }
         stopping = true;
         log.info({ signal }, "stopping");
-        running.stop().then(resolve, (e: unknown) => {
-          log.error({ err: e }, "error while stopping");
-          resolve();
-        });
+        daemon.stop().then(
+          () => {
+            log.info("stopped");
+            resolve();
+          },
+          (e: unknown) => {
+            log.error({ err: e }, "error while stopping");
+            process.exitCode = EX_SOFTWARE;
+            resolve();
+          },
+        );
       };
       process.on("SIGTERM", () => stop("SIGTERM"));
       process.on("SIGINT", () => stop("SIGINT"));
-      process.on("SIGHUP", () => void running.reload());
+      process.on("SIGHUP", () => {
+        log.info({ signal: "SIGHUP" }, "reloading configuration");
+        daemon.reload();
+      });
     });
   });
 

@@ -103,6 +103,7 @@ export function resolveConfig(config: Config, baseDir: string, sourceFile: strin
     stateDir,
     maintenanceDir: config.maintenanceDir === undefined ? join(stateDir, "maintenance") : abs(config.maintenanceDir),
     sourceFile,
+    http: { ...config.http, admin: { ...config.http.admin, ...(config.http.admin.tokenFile !== undefined && { tokenFile: abs(config.http.admin.tokenFile) }) } },
     libvirt: config.libvirt && {
       ...config.libvirt,
       hosts: config.libvirt.hosts.map((h) => (h.ssh ? { ...h, ssh: { ...h.ssh, privateKeyFile: abs(h.ssh.privateKeyFile) } } : h)),

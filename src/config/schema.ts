@@ -192,6 +192,19 @@ export const configSchema = z
         enabled: z.boolean().default(true),
         listen: z.string().min(1).default("127.0.0.1"),
         port: z.number().int().min(0).max(65535).default(9464),
+        /** POST/DELETE /api/drain/<host>: off unless enabled; a bearer token from tokenFile is then required. */
+        admin: z
+          .strictObject({
+            enabled: z.boolean().default(false),
+            /** File holding the bearer token (one line, at least 16 characters); never logged. */
+            tokenFile: z.string().min(1).optional(),
+          })
+          .superRefine((a, ctx) => {
+            if (a.enabled && a.tokenFile === undefined) {
+              ctx.addIssue({ code: "custom", path: ["tokenFile"], message: "expected a token file path when http.admin.enabled is true" });
+            }
+          })
+          .prefault({}),
       })
       .prefault({}),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
@@ -202,6 +215,15 @@ export const configSchema = z
     history: z
       .strictObject({
         sampleRetentionHours: positive.default(48),
+      })
+      .prefault({}),
+    /** SIGTERM (systemctl stop): scheduling stops at once; then the migration in flight, if any, is… */
+    shutdown: z
+      .strictObject({
+        /** wait: allowed to finish for up to stopTimeoutSec, then aborted; abort: aborted at once (VM stays on its source). */
+        action: z.enum(["wait", "abort"]).default("wait"),
+        /** Keep below the unit's TimeoutStopSec (330 s); the daemon also asks systemd for more time while it waits. */
+        stopTimeoutSec: positive.default(300),
       })
       .prefault({}),
     sim: simSchema.optional(),

@@ -24,6 +24,20 @@ export interface DaemonDeps {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly guard?: ConvergenceGuard;
+  /** Lifecycle listeners (sd_notify: READY after the first sample, STATUS after each round). */
+  readonly hooks?: DaemonHooks;
+}
+
+export interface DaemonHooks {
+  /** The driver sampled the cluster (maintenance flags overlaid). */
+  sampled?(snapshot: ClusterSnapshot): void;
+  roundFinished?(summary: RoundSummary): void;
+}
+
+/** What SIGTERM does to a migration in flight (config `shutdown`). */
+export interface ShutdownPolicy {
+  readonly action: "wait" | "abort";
+  readonly timeoutMs: number;
 }
 
 export interface RoundSummary {
@@ -77,10 +91,13 @@ export class Daemon {
   lastRound: RoundSummary | undefined;
   inFlight: InFlight | undefined;
   roundsRun = 0;
+  /** Last sign of progress (round started, sampled or ended; migration polled): the watchdog's input. */
+  lastActivityAt: number;
 
   constructor(private readonly deps: DaemonDeps) {
     this.config = deps.config;
     this.startedAt = deps.clock.now();
+    this.lastActivityAt = this.startedAt;
     this.history = new LoadHistory(this.historyWindowMs());
     const observer: MigrationObserver = {
       onStart: (move, migrationId) => {
@@ -89,6 +106,7 @@ export class Daemon {
         deps.log.info({ vm: move.vm, host: move.from, to: move.to, policy: move.policy, kind: move.kind, migration: migrationId }, "migration started");
       },
       onStats: (move, stats) => {
+        this.lastActivityAt = deps.clock.now();
         if (this.inFlight) this.inFlight.stats = stats;
         deps.metrics.onStats(move, stats);
       },
@@ -178,6 +196,7 @@ export class Daemon {
     const { store, clock, log, metrics, driver } = this.deps;
     const config = this.config;
     const startedAt = clock.now();
+    this.lastActivityAt = startedAt;
     const roundId = store.startRound({ startedAt, trigger });
     this.roundsRun++;
     let summary: RoundSummary;
@@ -202,6 +221,8 @@ export class Daemon {
       store.pruneSamples(now - config.history.sampleRetentionHours * 3_600_000);
       metrics.observeSnapshot(snapshot);
       this.lastSnapshot = snapshot;
+      this.lastActivityAt = clock.now();
+      this.hook(() => this.deps.hooks?.sampled?.(snapshot));
 
       const guards = moveGuards(store, config.guards, now);
       const result = plan(snapshot, {
@@ -247,6 +268,8 @@ export class Daemon {
       store.finishRound(roundId, { finishedAt: clock.now(), outcome: "error", planned: 0, blocked: 0, error });
     }
     this.lastRound = summary;
+    this.lastActivityAt = clock.now();
+    this.hook(() => this.deps.hooks?.roundFinished?.(summary));
     return summary;
   }
 
@@ -280,12 +303,53 @@ export class Daemon {
     this.lastBlocked = now;
   }
 
-  /** Stops scheduling and waits for the round in progress (and its migration) to end. */
-  async stop(): Promise<void> {
+  /** A listener's failure is logged, never a round's failure. */
+  private hook(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.deps.log.warn({ err: e }, "lifecycle hook failed");
+    }
+  }
+
+  /**
+   * Stops scheduling (no new round, no new migration) and waits for the round in progress to end. A
+   * migration in flight is aborted at once (`abort`), or allowed up to `timeoutMs` to finish and aborted
+   * then (`wait`). Aborting goes through the driver (`cancel`), so the guest stays on its source and the
+   * executor still verifies and journals the outcome before this resolves.
+   */
+  async stop(policy: ShutdownPolicy = { action: "wait", timeoutMs: Infinity }): Promise<void> {
+    const { clock, log, store } = this.deps;
     this.stopping = true;
     this.flags.stop();
+    const running = this.running;
+    if (running && this.inFlight) {
+      if (policy.action === "abort") {
+        await this.abortInFlight("shutdown.action is abort");
+      } else {
+        const f = this.inFlight;
+        log.info({ vm: f.move.vm, host: f.move.from, to: f.move.to, migration: f.migrationId, timeoutSec: policy.timeoutMs / 1000 }, "waiting for the migration in flight before stopping");
+        const timer = new AbortController();
+        const timedOut = Number.isFinite(policy.timeoutMs)
+          ? await Promise.race([running.then(() => false), clock.sleep(policy.timeoutMs, timer.signal).then(() => true, () => false)])
+          : (await running, false);
+        timer.abort();
+        if (timedOut) await this.abortInFlight(`still running after shutdown.stopTimeoutSec (${policy.timeoutMs / 1000} s)`);
+      }
+    }
     await this.running;
-    this.deps.store.recordEvent({ at: this.deps.clock.now(), kind: "stopped", message: "ballast stopped" });
+    store.recordEvent({ at: clock.now(), kind: "stopped", message: "ballast stopped" });
+  }
+
+  /** Asks the driver to abort the migration in flight (no-op without one); the executor records the outcome. */
+  async abortInFlight(reason: string): Promise<void> {
+    const { driver, store, clock, log } = this.deps;
+    const f = this.inFlight;
+    if (!f) return;
+    log.warn({ vm: f.move.vm, host: f.move.from, to: f.move.to, migration: f.migrationId, reason }, "aborting the migration in flight");
+    store.appendMigrationEvent(f.migrationId, { at: clock.now(), kind: "note", data: { shutdown: `aborted: ${reason}` } });
+    store.recordEvent({ at: clock.now(), kind: "shutdown-abort", host: f.move.from, message: `aborting migration #${f.migrationId} of ${f.move.vm}: ${reason}` });
+    await driver.cancel(f.move.vm).catch((e: unknown) => log.error({ err: e, vm: f.move.vm, migration: f.migrationId }, "could not abort the migration; waiting for it to end"));
   }
 
   get busy(): boolean {

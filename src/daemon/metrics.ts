@@ -1,12 +1,29 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { JobStats } from "../drivers/driver.js";
+import type { GuardAction, JobStats } from "../drivers/driver.js";
 import { imbalance, type BlockedMove, type ClusterSnapshot, type Move } from "../model/index.js";
+import { packageVersion } from "../util/version.js";
 import type { ExecutionResult, MigrationObserver } from "./executor.js";
 import type { GuardDecision } from "./convergence.js";
 
 const MIB = 1024 * 1024;
 
-/** Every metric ballast exports, on its own registry. Names follow Prometheus conventions (base units, _total). */
+/** The values of the guard `step`, migration `outcome` and round `outcome` labels: exported at 0 up front, so increase() sees the first event. */
+const GUARD_STEPS: Record<GuardAction["kind"], null> = { "raise-downtime": null, "post-copy": null, pause: null, abort: null };
+const MIGRATION_OUTCOMES: Record<ExecutionResult["status"], null> = { succeeded: null, failed: null, aborted: null };
+const ROUND_OUTCOMES = ["ok", "error"] as const;
+
+/**
+ * Default Node.js metrics that break Prometheus naming (gauges ending in `_total`); their per-type
+ * siblings (`nodejs_active_handles{type}`, …) carry the same numbers, summed.
+ */
+const NONCONFORMING_DEFAULTS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
+
+/**
+ * Every metric ballast exports, on its own registry. Names follow Prometheus conventions (base units, _total
+ * on counters only, 0–1 fractions as _ratio); labels are bounded: host, cell, policy, kind, outcome, step,
+ * resource, driver and reason (a refusal code, never free text). `promtool check metrics` is clean on the output
+ * (test/ops/prometheus.test.ts).
+ */
 export class Metrics implements MigrationObserver {
   readonly registry = new Registry();
 
@@ -15,6 +32,7 @@ export class Metrics implements MigrationObserver {
   private readonly hostMem = this.gauge("ballast_host_memory_bytes", "Host memory capacity", ["host", "cell"]);
   private readonly hostMaint = this.gauge("ballast_host_maintenance", "1 while the host's maintenance flag exists", ["host", "cell"]);
   private readonly hostUp = this.gauge("ballast_host_reachable", "1 when the host answered the last sample", ["host", "cell"]);
+  private readonly hostVms = this.gauge("ballast_host_vms", "VMs placed on the host in the last sample", ["host", "cell"]);
   private readonly hostsInMaint = this.gauge("ballast_hosts_in_maintenance", "Hosts with a maintenance flag");
   private readonly drainLeft = this.gauge("ballast_drain_vms_remaining", "VMs still on a host in maintenance", ["host"]);
   private readonly drainBlocked = this.gauge("ballast_drain_vms_blocked", "VMs on a host in maintenance that no destination can take", ["host"]);
@@ -28,7 +46,7 @@ export class Metrics implements MigrationObserver {
     buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
-  private readonly lastRound = this.gauge("ballast_last_round_timestamp_seconds", "When the last round finished");
+  private readonly lastRound = this.gauge("ballast_last_round_timestamp_seconds", "When the last round finished (either outcome), Unix time");
   private readonly migrations = this.counter("ballast_migrations_total", "Finished migrations", ["policy", "kind", "outcome"]);
   private readonly migrationDuration = new Histogram({
     name: "ballast_migration_duration_seconds",
@@ -48,11 +66,19 @@ export class Metrics implements MigrationObserver {
   private readonly inProgress = this.gauge("ballast_migration_in_progress", "1 while a migration runs");
   private readonly inFlightRemaining = this.gauge("ballast_migration_remaining_bytes", "Data left to copy in the running migration");
   private readonly escalations = this.counter("ballast_guard_escalations_total", "Convergence guard actions", ["step"]);
-  private readonly refusals = this.counter("ballast_guard_refusals_total", "Moves refused by a guard", ["reason"]);
+  private readonly refusals = this.counter("ballast_guard_refusals_total", "Moves refused by a guard, by refusal code", ["reason"]);
   private readonly driverErrors = this.counter("ballast_driver_errors_total", "Errors from hypervisor drivers", ["driver"]);
+  private readonly buildInfo = this.gauge("ballast_build_info", "Always 1; the version label is the running ballast", ["version"]);
 
+  /** With defaultMetrics, the standard process_* and nodejs_* metrics (process_start_time_seconds, …) are exported too, unprefixed. */
   constructor(defaultMetrics = true) {
-    if (defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: "ballast_" });
+    if (defaultMetrics) {
+      collectDefaultMetrics({ register: this.registry });
+      for (const name of NONCONFORMING_DEFAULTS) this.registry.removeSingleMetric(name);
+    }
+    this.buildInfo.set({ version: packageVersion() }, 1);
+    for (const outcome of ROUND_OUTCOMES) this.rounds.inc({ outcome }, 0);
+    for (const step of Object.keys(GUARD_STEPS)) this.escalations.inc({ step }, 0);
   }
 
   private gauge<L extends string>(name: string, help: string, labelNames: readonly L[] = []): Gauge<L> {
@@ -65,7 +91,7 @@ export class Metrics implements MigrationObserver {
 
   /** Host gauges are reset each time so hosts that left the cluster leave the output too. */
   observeSnapshot(snapshot: ClusterSnapshot): void {
-    for (const g of [this.hostCpu, this.hostMemUsed, this.hostMem, this.hostMaint, this.hostUp, this.drainLeft]) g.reset();
+    for (const g of [this.hostCpu, this.hostMemUsed, this.hostMem, this.hostMaint, this.hostUp, this.hostVms, this.drainLeft]) g.reset();
     const vmsPerHost = new Map<string, number>();
     for (const vm of snapshot.vms) vmsPerHost.set(vm.host, (vmsPerHost.get(vm.host) ?? 0) + 1);
     let maint = 0;
@@ -76,6 +102,7 @@ export class Metrics implements MigrationObserver {
       this.hostMem.set(l, h.memoryMiB * MIB);
       this.hostMaint.set(l, h.maintenance ? 1 : 0);
       this.hostUp.set(l, h.reachable ? 1 : 0);
+      this.hostVms.set(l, vmsPerHost.get(h.name) ?? 0);
       if (h.maintenance) {
         maint++;
         this.drainLeft.set({ host: h.name }, vmsPerHost.get(h.name) ?? 0);
@@ -103,6 +130,7 @@ export class Metrics implements MigrationObserver {
     this.lastRound.set(finishedAtMs / 1000);
   }
 
+  /** `reason` is a refusal code (cooldown, failure-backoff, host-backoff, unreconciled, hourly-limit), a bounded set. */
   refused(reason: string): void {
     this.refusals.inc({ reason });
   }
@@ -126,6 +154,8 @@ export class Metrics implements MigrationObserver {
   onFinish(move: Move, result: ExecutionResult): void {
     this.inProgress.set(0);
     this.inFlightRemaining.set(0);
+    // The other outcomes of this policy and kind start at 0, so the first failure shows in increase().
+    for (const outcome of Object.keys(MIGRATION_OUTCOMES)) this.migrations.inc({ policy: move.policy, kind: move.kind, outcome }, 0);
     this.migrations.inc({ policy: move.policy, kind: move.kind, outcome: result.status });
     this.migrationDuration.observe({ kind: move.kind, outcome: result.status }, result.durationMs / 1000);
     if (result.status === "succeeded" && result.downtimeMs !== undefined) {

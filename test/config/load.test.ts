@@ -45,7 +45,7 @@ describe("shipped configurations", () => {
     expect(c.stateDir).toBe(resolve("state"));
     expect(c.maintenanceDir).toBe(resolve("state/maintenance"));
     expect(c.schedule).toBe("*/10 * * * * *");
-    expect(c.http).toEqual({ enabled: true, listen: "127.0.0.1", port: 9464 });
+    expect(c.http).toEqual({ enabled: true, listen: "127.0.0.1", port: 9464, admin: { enabled: false } });
     expect(c.policies["hotspot-relief"].sustainMinutes).toBe(0.25);
     expect(c.sim?.cells.map((x) => x.name)).toEqual(["edge", "core", "batch"]);
     expect(c.sim?.hotHosts.length).toBeGreaterThan(0);
