@@ -209,6 +209,10 @@ async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`ballast: ${e.message}\n`);
       return e.exitCode;
     }
+    if (e instanceof Error && e.name === "ConfigError") {
+      process.stderr.write(`ballast: ${e.message}\n`);
+      return EX_CONFIG;
+    }
     if (e instanceof Error && e.name === "DriverUnavailableError" && e instanceof (await import("../drivers/index.js")).DriverUnavailableError) {
       process.stderr.write(`ballast: ${e.message}\n`);
       return EX_UNAVAILABLE;

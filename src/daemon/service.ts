@@ -2,7 +2,7 @@ import { join } from "node:path";
 import { mkdirSync } from "node:fs";
 import { schedule } from "node-cron";
 import type { Logger } from "pino";
-import { checkConfig, formatIssue, type ResolvedConfig } from "../config/index.js";
+import { checkConfig, ConfigError, formatIssue, type ResolvedConfig } from "../config/index.js";
 import { createDriver } from "../drivers/index.js";
 import type { Driver } from "../drivers/driver.js";
 import { openHistory, type HistoryStore } from "../store/index.js";
@@ -13,7 +13,6 @@ import { createNotifier, loopHealth, scheduleIntervalMs, statusLine, watchdogBou
 import { adminAccess, startHttp, type AdminAccess } from "./http.js";
 import { Metrics } from "./metrics.js";
 import { buildImbalance, buildStatus } from "./status.js";
-import { CliError, EX_CONFIG } from "../cli/exit-codes.js";
 
 export interface RunningDaemon {
   readonly daemon: Daemon;
@@ -87,7 +86,7 @@ export async function startDaemon(opts: RunOptions): Promise<RunningDaemon> {
     // Drains go to the directory the flag watcher was started on; the token is re-read after each reload.
     admin = adminAccess(() => daemon.currentConfig, config.maintenanceDir, log);
   } catch (e) {
-    throw new CliError(`http.admin.tokenFile: ${(e as Error).message}`, EX_CONFIG);
+    throw new ConfigError([{ file: config.sourceFile, line: 0, column: 0, path: "http.admin.tokenFile", message: (e as Error).message }]);
   }
   const http = config.http.enabled
     ? await startHttp(
