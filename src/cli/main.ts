@@ -27,6 +27,11 @@ program
     const config = await loadConfigOrFail(o.config);
     const [{ createLogger }, { startDaemon }, { EX_TEMPFAIL }] = await Promise.all([import("../daemon/logger.js"), import("../daemon/service.js"), import("../daemon/lock.js")]);
     const log = createLogger(config.logLevel);
+    // Signals are taken from the very start: one that arrives while the daemon is still starting is
+    // acted on once it is up, instead of killing the process with the default action.
+    let onSignal: (signal: string) => void = (signal) => pending.push(signal);
+    const pending: string[] = [];
+    for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, () => onSignal(signal));
     let running;
     try {
       running = await startDaemon({ configFile: o.config, config, log });
@@ -63,12 +68,12 @@ program
           },
         );
       };
-      process.on("SIGTERM", () => stop("SIGTERM"));
-      process.on("SIGINT", () => stop("SIGINT"));
-      process.on("SIGHUP", () => {
-        log.info({ signal: "SIGHUP" }, "reloading configuration");
+      onSignal = (signal) => {
+        if (signal !== "SIGHUP") return stop(signal);
+        log.info({ signal }, "reloading configuration");
         daemon.reload();
-      });
+      };
+      for (const signal of pending.splice(0)) onSignal(signal);
     });
   });
 

@@ -16,37 +16,57 @@ export function ballast(args: readonly string[], opts: { cwd?: string; input?: s
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** Starts `ballast run` in the background; lines of its JSON log are collected. */
-export function startBallast(args: readonly string[]): { child: ChildProcess; lines: string[]; waitFor(pred: (line: string) => boolean, ms: number): Promise<string> } {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+export interface RunningCli {
+  readonly child: ChildProcess;
+  /** Lines of stdout and stderr as they arrive (the daemon logs JSON lines on stdout). */
+  readonly lines: string[];
+  waitFor(pred: (line: string) => boolean, ms: number): Promise<string>;
+  /** Resolves with the exit code (null when killed by a signal). */
+  readonly exited: Promise<number | null>;
+  readonly stderr: () => string;
+}
+
+/** Starts `ballast …` (usually `run`) in the background with extra environment; its output lines are collected. */
+export function startBallast(args: readonly string[], env: NodeJS.ProcessEnv = {}): RunningCli {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
   const lines: string[] = [];
-  let buf = "";
+  let err = "";
   const waiters: { pred: (l: string) => boolean; resolve: (l: string) => void }[] = [];
-  const onData = (d: Buffer): void => {
-    buf += d.toString("utf8");
-    let i;
-    while ((i = buf.indexOf("\n")) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      lines.push(line);
-      for (const w of [...waiters]) {
-        if (w.pred(line)) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(line);
+  const collect = (): ((d: Buffer) => void) => {
+    let buf = "";
+    return (d) => {
+      buf += d.toString("utf8");
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        lines.push(line);
+        for (const w of [...waiters]) {
+          if (w.pred(line)) {
+            waiters.splice(waiters.indexOf(w), 1);
+            w.resolve(line);
+          }
         }
       }
-    }
+    };
   };
-  child.stdout?.on("data", onData);
-  child.stderr?.on("data", onData);
+  child.stdout?.on("data", collect());
+  const onErr = collect();
+  child.stderr?.on("data", (d: Buffer) => {
+    err += d.toString("utf8");
+    onErr(d);
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   return {
     child,
     lines,
+    exited,
+    stderr: () => err,
     waitFor(pred, ms) {
       const found = lines.find(pred);
       if (found !== undefined) return Promise.resolve(found);
       return new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms; log:\n${lines.join("\n")}`)), ms);
+        const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms; output:\n${lines.join("\n")}`)), ms);
         waiters.push({ pred, resolve: (l) => (clearTimeout(t), resolve(l)) });
       });
     },

@@ -1,9 +1,8 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse, stringify } from "yaml";
-import { ballast, CLI, ROOT } from "../helpers/cli.js";
+import { ballast, ROOT, startBallast, type RunningCli } from "../helpers/cli.js";
 
 export type Tree = { [key: string]: unknown };
 
@@ -52,54 +51,10 @@ export const SLOW_MIGRATION: Tree = {
   sim: { bandwidthMiBps: 200, heavyDirtierFraction: 0 },
 };
 
-export interface Daemon {
-  readonly child: ChildProcess;
-  readonly lines: string[];
-  waitFor(pred: (line: string) => boolean, ms: number): Promise<string>;
-  /** Resolves with the exit code (null when killed by a signal). */
-  readonly exited: Promise<number | null>;
-  readonly stderr: () => string;
-}
+export type Daemon = RunningCli;
 
-/** `ballast run` in the background with extra environment; stdout lines (JSON logs) are collected. */
-export function runDaemon(args: readonly string[], env: NodeJS.ProcessEnv = {}): Daemon {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
-  const lines: string[] = [];
-  let err = "";
-  let buf = "";
-  const waiters: { pred: (l: string) => boolean; resolve: (l: string) => void }[] = [];
-  child.stdout?.on("data", (d: Buffer) => {
-    buf += d.toString("utf8");
-    let i;
-    while ((i = buf.indexOf("\n")) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      lines.push(line);
-      for (const w of [...waiters]) {
-        if (w.pred(line)) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(line);
-        }
-      }
-    }
-  });
-  child.stderr?.on("data", (d: Buffer) => (err += d.toString("utf8")));
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return {
-    child,
-    lines,
-    exited,
-    stderr: () => err,
-    waitFor(pred, ms) {
-      const found = lines.find(pred);
-      if (found !== undefined) return Promise.resolve(found);
-      return new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms; log:\n${lines.join("\n")}\nstderr:\n${err}`)), ms);
-        waiters.push({ pred, resolve: (l) => (clearTimeout(t), resolve(l)) });
-      });
-    },
-  };
-}
+/** `ballast run` in the background with extra environment. */
+export const runDaemon = (args: readonly string[], env: NodeJS.ProcessEnv = {}): Daemon => startBallast(args, env);
 
 export const msg = (m: string) => (l: string) => l.includes(`"msg":"${m}"`);
 
