@@ -202,7 +202,7 @@ export class Daemon {
     let summary: RoundSummary;
     try {
       // Records left open by a previous instance that could not be closed at start-up are retried here.
-      if (store.openIntents().length > 0) await reconcile({ store, driver, clock, log });
+      await reconcile({ store, driver, clock, log });
       let sampled: ClusterSnapshot;
       try {
         sampled = await driver.sample();

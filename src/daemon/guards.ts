@@ -17,6 +17,20 @@ export interface MoveGuards {
   readonly hourlyLimitReached: () => string | undefined;
 }
 
+/** Each verdict is asked once per round (and each refusal counted once), however often the planner asks. */
+function memo<A extends unknown[]>(key: (...args: A) => string, judge: (...args: A) => Verdict): (...args: A) => Verdict {
+  const cache = new Map<string, Verdict>();
+  return (...args) => {
+    const k = key(...args);
+    let v = cache.get(k);
+    if (!v) {
+      v = judge(...args);
+      cache.set(k, v);
+    }
+    return v;
+  };
+}
+
 /**
  * Guards that read history (so they survive restarts): per-VM cooldown after a move, longer back-off after a
  * failure, no move while an earlier one is unreconciled, and the hourly limit. A drain is the operator's
@@ -24,7 +38,6 @@ export interface MoveGuards {
  */
 export function moveGuards(store: HistoryStore, cfg: GuardsConfig, nowMs: number): MoveGuards {
   const given: string[] = [];
-  const cache = new Map<string, Verdict>();
   const refuse = (code: string, reason: string): Verdict => {
     given.push(code);
     return { ok: false, code, reason };
@@ -49,7 +62,6 @@ export function moveGuards(store: HistoryStore, cfg: GuardsConfig, nowMs: number
     }
     return OK;
   };
-  const hostCache = new Map<HostId, Verdict>();
   const judgeHost = (host: HostId): Verdict => {
     const windowStart = nowMs - cfg.hostBackoffMinutes * MINUTE;
     const f = store.failuresSince(windowStart, { host });
@@ -57,23 +69,8 @@ export function moveGuards(store: HistoryStore, cfg: GuardsConfig, nowMs: number
     return refuse("host-backoff", `${host} took part in ${f.count} failed migrations in the last ${cfg.hostBackoffMinutes} min (limit ${cfg.hostFailureLimit})`);
   };
   return {
-    excludeHost: (host) => {
-      let v = hostCache.get(host);
-      if (!v) {
-        v = judgeHost(host);
-        hostCache.set(host, v);
-      }
-      return v;
-    },
-    exclude: (vm, policy) => {
-      const key = `${policy}\u0000${vm}`;
-      let v = cache.get(key);
-      if (!v) {
-        v = judge(vm, policy);
-        cache.set(key, v);
-      }
-      return v;
-    },
+    excludeHost: memo((host: HostId) => host, judgeHost),
+    exclude: memo((vm: VmId, policy: string) => `${policy}\u0000${vm}`, judge),
     refusals: () => given,
     hourlyLimitReached: () => {
       const n = store.migrationsSince(nowMs - 60 * MINUTE).total;

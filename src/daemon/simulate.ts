@@ -76,6 +76,8 @@ export async function simulate(config: ResolvedConfig, durationMs: number, round
       mib += m.dataMiB ?? 0;
     }
     const mean = (xs: number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
+    // A reduce, not Math.max(...xs): a long run has more samples than a call may take arguments.
+    const max = (xs: number[]): number => xs.reduce((a, b) => Math.max(a, b), 0);
     const round3 = (x: number): number => Math.round(x * 1000) / 1000;
     return {
       durationHours: durationMs / 3_600_000,
@@ -83,7 +85,7 @@ export async function simulate(config: ResolvedConfig, durationMs: number, round
       migrations: { total: migrations.length, byOutcome, byPolicy },
       gibCopied: round3(mib / 1024),
       hotspotHostMinutes: round3(hotMinutes),
-      imbalance: { meanCpu: round3(mean(cpuImb)), maxCpu: round3(Math.max(0, ...cpuImb)), meanMemory: round3(mean(memImb)), maxMemory: round3(Math.max(0, ...memImb)) },
+      imbalance: { meanCpu: round3(mean(cpuImb)), maxCpu: round3(max(cpuImb)), meanMemory: round3(mean(memImb)), maxMemory: round3(max(memImb)) },
       blockedByReason: blocked,
       convergenceFailures: byOutcome.aborted ?? 0,
     };

@@ -14,7 +14,9 @@ export function buildStatus(daemon: Daemon, store: HistoryStore, nowMs: number) 
   const vmHost = new Map<string, string>((snap?.vms ?? []).map((v) => [v.id, v.host]));
   for (const b of plan?.blocked ?? []) {
     const h = vmHost.get(b.vm) ?? "?";
-    blockedByHost.set(h, [...(blockedByHost.get(h) ?? []), { vm: b.vm, policy: b.policy, reason: b.reason }]);
+    const list = blockedByHost.get(h) ?? [];
+    list.push({ vm: b.vm, policy: b.policy, reason: b.reason });
+    blockedByHost.set(h, list);
   }
   const cells = new Map<CellId, unknown[]>();
   for (const h of snap?.hosts ?? []) {
