@@ -312,7 +312,7 @@ function tryCandidate(
 const better = (a: ScoredDestination, b: ScoredDestination): boolean =>
   a.score > b.score || (a.score === b.score && compareStrings(a.host, b.host) < 0);
 
-const CODE_ORDER = ["cell", "maintenance", "unreachable", "hypervisor", "storage-not-mounted", "pool", "memory", "cpu-high", "cpu-low", "mem-low"];
+const CODE_ORDER = ["cell", "maintenance", "unreachable", "disabled", "hypervisor", "storage-not-mounted", "pool", "memory", "cpu-high", "cpu-low", "mem-low"];
 const codeRank = (code: string): number => {
   const i = CODE_ORDER.indexOf(code);
   return i < 0 ? CODE_ORDER.length : i;
@@ -337,6 +337,9 @@ function summarise(source: Host, vm: Vm, counts: ReadonlyMap<string, { n: number
         break;
       case "unreachable":
         parts.push(`${h} unreachable`);
+        break;
+      case "disabled":
+        parts.push(`${h} disabled on the hypervisor`);
         break;
       case "memory":
         parts.push(`${h} ${n === 1 ? "lacks" : "lack"} memory (need ${need} MiB below memHigh ${pct(t.memHigh)})`);

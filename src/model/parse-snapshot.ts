@@ -267,6 +267,7 @@ class Validator {
     const reachable = this.bool(raw, "reachable", path, true);
     const sharedStorage = this.strings(raw, "sharedStorage", path);
     const reason = raw["maintenanceReason"];
+    const disabled = this.bool(raw, "disabled", path, false);
     if (this.issues.length > before) return undefined;
     const host: Host = {
       name: hostId(name as string),
@@ -281,7 +282,7 @@ class Validator {
       reachable: reachable as boolean,
       sharedStorage: sharedStorage as string[],
     };
-    return typeof reason === "string" ? { ...host, maintenanceReason: reason } : host;
+    return { ...host, ...(typeof reason === "string" && { maintenanceReason: reason }), ...(disabled === true && { disabled: true }) };
   }
 
   /**

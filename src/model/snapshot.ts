@@ -24,6 +24,11 @@ export interface Host {
   readonly sharedStorage: readonly string[];
   /** Free text from the maintenance flag file, if any. */
   readonly maintenanceReason?: string;
+  /**
+   * The hypervisor accepts no new VMs here (e.g. disabled in XAPI by someone other than ballast): never a
+   * destination, but not drained either — that is the operator's call, made with a maintenance flag.
+   */
+  readonly disabled?: boolean;
 }
 
 export interface Vm {

@@ -54,14 +54,14 @@ describe("parseSnapshot: valid input", () => {
     const s = parseSnapshot(
       JSON.stringify(
         snapshot({
-          hosts: [host("h1", { maintenance: true, maintenanceReason: "disk swap", pool: "pool-1", hypervisor: "xen" })],
+          hosts: [host("h1", { maintenance: true, maintenanceReason: "disk swap", pool: "pool-1", hypervisor: "xen", disabled: true })],
           vms: [vm("v1", "h1", { dirtyRateMiBps: 12.5, diskMiB: 20480, volumes: 2, storage: { kind: "volume" }, state: "paused" })],
         }),
       ),
       "snap.json",
     );
     expect(s.takenAt).toBe("2024-05-01T12:00:00.000Z");
-    expect(s.hosts[0]).toEqual({ ...host("h1", { maintenance: true, pool: "pool-1", hypervisor: "xen" }), maintenanceReason: "disk swap" });
+    expect(s.hosts[0]).toEqual({ ...host("h1", { maintenance: true, pool: "pool-1", hypervisor: "xen" }), maintenanceReason: "disk swap", disabled: true });
     expect(s.vms[0]).toEqual(vm("v1", "h1", { dirtyRateMiBps: 12.5, diskMiB: 20480, volumes: 2, storage: { kind: "volume" }, state: "paused" }));
   });
 

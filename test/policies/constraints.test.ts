@@ -23,6 +23,7 @@ describe("destination state", () => {
     { name: "the source itself", dest: host("a"), code: "same-host" },
     { name: "in maintenance", dest: host("b", { maintenance: true }), code: "maintenance" },
     { name: "unreachable", dest: host("b", { reachable: false }), code: "unreachable" },
+    { name: "disabled on the hypervisor", dest: host("b", { disabled: true }), code: "disabled" },
   ])("$name", ({ dest, code }) => {
     const v = destinationState(host("a"), dest);
     expect(v.ok ? undefined : v.code).toBe(code);
