@@ -49,7 +49,7 @@ export async function liveSnapshot(config: ResolvedConfig): Promise<{ snapshot: 
     import("../daemon/flags.js"),
     import("../util/clock.js"),
   ]);
-  const driver = createDriver(config, realClock);
+  const driver = await createDriver(config, realClock);
   try {
     const sampled = await driver.sample();
     const { flags } = await scanFlags(config.maintenanceDir);

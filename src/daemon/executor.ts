@@ -192,7 +192,7 @@ export class Executor {
         diskMiB: move.kind === "live-block" ? (vm.diskMiB ?? 0) : 0,
         kind: move.kind,
         config,
-        capabilities: driver.capabilities,
+        capabilities: handle.capabilities ?? driver.capabilities,
         taken,
       });
       if (decision.kind === "act") {

@@ -57,7 +57,7 @@ export async function startDaemon(opts: RunOptions): Promise<RunningDaemon> {
   const releaseAtExit = (): void => lock.release();
   process.once("exit", releaseAtExit);
   if (lock.replacedStalePid !== undefined) log.warn({ lock: lock.path, stalePid: lock.replacedStalePid }, "replaced a stale lock left by a process that is gone");
-  const driver = opts.driver ?? createDriver(config, clock);
+  const driver = opts.driver ?? (await createDriver(config, clock));
   const store = openHistory(dbPath(config));
   const metrics = new Metrics();
   // Created before the daemon (its hooks use it), opened only once nothing else can fail (see below).

@@ -95,6 +95,8 @@ export interface MigrationHandle {
   act(action: GuardAction): Promise<void>;
   /** Settles when the hypervisor reports the job finished, whatever the outcome. */
   readonly done: Promise<MigrationOutcome>;
+  /** What this job can be asked to do, when it differs from the driver's (a driver combining hypervisors). */
+  readonly capabilities?: DriverCapabilities;
 }
 
 export interface Placement {

@@ -43,7 +43,7 @@ describe("watchdog keep-alives", () => {
     const clock = new ManualClock();
     // Rounds every 10 s (bound = max(30 s, WatchdogSec 20 s) = 30 s); keep-alives every 10 s.
     const config = testConfig(dir, { schedule: "*/10 * * * * *" });
-    const sim = createDriver(config, clock);
+    const sim = await createDriver(config, clock);
     let hang: (() => void) | undefined;
     let wedged = false;
     const driver: Driver = {
