@@ -206,6 +206,9 @@ export class Executor {
       }
     }
 
+    if (outcome.status === "succeeded" && outcome.note !== undefined) {
+      journal.appendMigrationEvent(id, { at: clock.now(), kind: "note", data: { hypervisor: outcome.note } });
+    }
     return finish(await this.verify(move, outcome, pausedByUs, id, endedAt ?? clock.now()));
   }
 

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import { schedule } from "node-cron";
 import type { Logger } from "pino";
 import { checkConfig, ConfigError, formatIssue, type ResolvedConfig } from "../config/index.js";
@@ -51,13 +51,15 @@ export async function startDaemon(opts: RunOptions): Promise<RunningDaemon> {
   const clock = opts.clock ?? realClock;
   let config = opts.config;
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  refuseWritableByOthers(config, "stateDir", "replace the history database or the lock");
+  refuseWritableByOthers(config, "maintenanceDir", "drain any host");
   // One daemon per state directory. Released by stop(), or at exit if start-up fails half-way; a lock
   // left by a killed process is detected as stale by the next start.
   const lock = acquireLock(config.stateDir);
   const releaseAtExit = (): void => lock.release();
   process.once("exit", releaseAtExit);
   if (lock.replacedStalePid !== undefined) log.warn({ lock: lock.path, stalePid: lock.replacedStalePid }, "replaced a stale lock left by a process that is gone");
-  const driver = opts.driver ?? (await createDriver(config, clock));
+  const driver = opts.driver ?? (await createDriver(config, clock, log));
   const store = openHistory(dbPath(config));
   const metrics = new Metrics();
   // Created before the daemon (its hooks use it), opened only once nothing else can fail (see below).
@@ -214,6 +216,23 @@ export async function startDaemon(opts: RunOptions): Promise<RunningDaemon> {
       await daemon.abortInFlight("stop requested again (second signal)");
     },
   };
+}
+
+/**
+ * mkdir's mode applies only to a directory it creates: one that already exists writable by every user (an
+ * operator's `chmod 777`, or state put straight into /tmp) would let anyone tamper with ballast. Refused.
+ */
+function refuseWritableByOthers(config: ResolvedConfig, field: "stateDir" | "maintenanceDir", risk: string): void {
+  const dir = config[field];
+  let mode: number;
+  try {
+    mode = statSync(dir).mode;
+  } catch {
+    return; // not there yet: created 0700 (stateDir) or 0750 (the flag watcher) when needed
+  }
+  if ((mode & 0o002) === 0) return;
+  const message = `${dir} is writable by every user (mode ${(mode & 0o7777).toString(8)}), so anyone could ${risk}; expected a directory others cannot write (chmod o-w)`;
+  throw new ConfigError([{ file: config.sourceFile, line: 0, column: 0, path: field, message }]);
 }
 
 /** STATUS= after a round: hosts, drains, the round's outcome and what it did. */

@@ -17,6 +17,11 @@ export interface Driver {
   cancel(vm: VmId): Promise<void>;
   /** Resumes a guest paused on host (the daemon never leaves a VM paused by its own guard). */
   resume(vm: VmId, host: HostId): Promise<void>;
+  /**
+   * Optional: tells the hypervisor a host is (on) or no longer (off) being drained, e.g. XAPI host.disable so it
+   * places nothing new there. Idempotent; a host disabled by someone else is left as it is.
+   */
+  setMaintenance?(host: HostId, on: boolean): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -85,6 +90,8 @@ export type MigrationOutcome =
       readonly downtimeMs: number;
       readonly dataMiB: number;
       readonly passes: number;
+      /** What the history should know about how the hypervisor finished (e.g. XAPI's own stop-and-copy). */
+      readonly note?: string;
     }
   | { readonly status: "failed"; readonly error: string }
   | { readonly status: "aborted"; readonly reason: string };
