@@ -24,8 +24,10 @@ export async function planCommand(opts: PlanOptions): Promise<string> {
   else if (config) snapshot = (await liveSnapshot(config)).snapshot;
   else throw new CliError("plan: give --snapshot FILE, or --config FILE to plan on the live cluster", EX_USAGE);
 
+  const policies = config?.policies ?? policyConfigSchema.parse({});
   const result = plan(snapshot, {
-    policies: enabledPolicies(config?.policies ?? policyConfigSchema.parse({})),
+    policies: enabledPolicies(policies),
+    tags: policies.affinity.tags,
     thresholds: config?.thresholds ?? thresholdsSchema.parse({}),
     migration: config?.migration ?? migrationSchema.parse({}),
     nowMs: Date.parse(snapshot.takenAt) || 0,
@@ -38,6 +40,7 @@ function planJson(p: Plan, explain: boolean): object {
   return {
     moves: p.moves.map((m) => ({ vm: m.vm, from: m.from, to: m.to, policy: m.policy, reason: m.reason, kind: m.kind })),
     blocked: p.blocked.map((b) => ({ vm: b.vm, policy: b.policy, reason: b.reason })),
+    ...(p.notes && { notes: p.notes }),
     ...(explain && { explain: p.explain ?? [] }),
   };
 }
@@ -55,6 +58,9 @@ function planText(p: Plan, explain: boolean): string {
   );
   if (p.blocked.length > 0) {
     out.push(`\n${p.blocked.length} blocked:\n` + table(["vm", "policy", "reason"], p.blocked.map((b) => [b.vm, b.policy, b.reason])));
+  }
+  if (p.notes) {
+    out.push(`\nNotes:\n` + table(["policy", "host/cell", "note"], p.notes.map((n) => [n.policy, n.host ?? n.cell ?? "", n.message])));
   }
   if (explain) out.push("\nExplanation:\n" + JSON.stringify(p.explain ?? [], null, 2));
   return out.join("\n");

@@ -14,7 +14,7 @@ interface Order {
  * The hosts of each cell sorted by their score bound (best first, then by name), kept up to date as
  * moves are applied. Scanning destinations in this order, the planner can stop once the bound of the
  * next host is below the best feasible score found: no later host can win (scores only fall when a
- * footprint is added). Built lazily per (cell, goal kind); one move re-positions two hosts.
+ * footprint is added). Built lazily per (cell, band); one move re-positions two hosts.
  */
 export class DestinationOrder {
   private readonly orders = new Map<string, { order: Order; goal: Goal }>();
@@ -27,7 +27,8 @@ export class DestinationOrder {
 
   /** Hosts of the cell, best bound first, with their bounds (live arrays: read, do not keep). */
   get(cell: CellId, goal: Goal): Order {
-    const key = `${goal.kind}\u0000${cell}`;
+    // Bounds depend only on the band the goal holds destinations to: every non-evacuating goal shares one order.
+    const key = `${goal.kind === "evacuate" ? "high" : "low"}\u0000${cell}`;
     const hit = this.orders.get(key);
     if (hit) return hit.order;
     const hosts = [...this.state.hostsInCell(cell)];

@@ -9,8 +9,10 @@ const OK: Verdict = { ok: true };
 export interface MoveGuards {
   /** Whether the VM may be moved now by the given policy; refusals are typed values with reasons (DESIGN rule 4). */
   readonly exclude: (vm: VmId, policy: string) => Verdict;
-  /** Whether a host may take part in a migration (source or destination) now. */
-  readonly excludeHost: (host: HostId) => Verdict;
+  /** Whether a host may take part in a migration (source or destination) for the policy now. */
+  readonly excludeHost: (host: HostId, policy: string) => Verdict;
+  /** Whether the VM may go to the host now: not back to a host it left within the return cooldown. */
+  readonly excludeDestination: (vm: VmId, dest: HostId, policy: string) => Verdict;
   /** Codes of the refusals handed out this round, one per refusal, for metrics. */
   readonly refusals: () => readonly string[];
   /** A reason when the per-hour migration limit is reached. */
@@ -31,10 +33,14 @@ function memo<A extends unknown[]>(key: (...args: A) => string, judge: (...args:
   };
 }
 
+const DRAIN = "maintenance-drain";
+
 /**
  * Guards that read history (so they survive restarts): per-VM cooldown after a move, longer back-off after a
- * failure, no move while an earlier one is unreconciled, and the hourly limit. A drain is the operator's
- * explicit wish, so it overrides the ordinary cooldown, never the failure back-off.
+ * failure, no move while an earlier one is unreconciled, the hourly limits (overall and per host), host
+ * back-off after repeated failures, and no return to a host the VM left within the return cooldown. A
+ * drain is the operator's explicit wish, so it overrides the ordinary cooldown, the per-host limit and the
+ * return cooldown, never a failure back-off.
  */
 export function moveGuards(store: HistoryStore, cfg: GuardsConfig, nowMs: number): MoveGuards {
   const given: string[] = [];
@@ -51,7 +57,7 @@ export function moveGuards(store: HistoryStore, cfg: GuardsConfig, nowMs: number
     const ended = last.finishedAt ?? last.startedAt;
     if (last.status === "succeeded") {
       const until = ended + cfg.vmCooldownMinutes * MINUTE;
-      if (nowMs < until && policy !== "maintenance-drain") {
+      if (nowMs < until && policy !== DRAIN) {
         return refuse("cooldown", `${vm} moved ${Math.round((nowMs - ended) / MINUTE)} min ago (cooldown ${cfg.vmCooldownMinutes} min)`);
       }
       return OK;
@@ -62,14 +68,30 @@ export function moveGuards(store: HistoryStore, cfg: GuardsConfig, nowMs: number
     }
     return OK;
   };
-  const judgeHost = (host: HostId): Verdict => {
+  let lastHour: ReadonlyMap<HostId, number> | undefined;
+  const judgeHost = (host: HostId, policy: string): Verdict => {
     const windowStart = nowMs - cfg.hostBackoffMinutes * MINUTE;
     const f = store.failuresSince(windowStart, { host });
-    if (f.count < cfg.hostFailureLimit || f.lastAt === null) return OK;
-    return refuse("host-backoff", `${host} took part in ${f.count} failed migrations in the last ${cfg.hostBackoffMinutes} min (limit ${cfg.hostFailureLimit})`);
+    if (f.count >= cfg.hostFailureLimit && f.lastAt !== null) {
+      return refuse("host-backoff", `${host} took part in ${f.count} failed migrations in the last ${cfg.hostBackoffMinutes} min (limit ${cfg.hostFailureLimit})`);
+    }
+    if (policy === DRAIN) return OK;
+    lastHour ??= store.migrationsSince(nowMs - 60 * MINUTE).byHost;
+    const n = lastHour.get(host) ?? 0;
+    return n >= cfg.maxMigrationsPerHostPerHour
+      ? refuse("host-hourly-limit", `${host} took part in ${n} migrations in the last hour (limit ${cfg.maxMigrationsPerHostPerHour} per host)`)
+      : OK;
   };
+  const judgeDestination = (vm: VmId, dest: HostId, policy: string): Verdict => {
+    if (policy === DRAIN || cfg.returnCooldownMinutes <= 0) return OK;
+    const left = store.vmLeftHostAt(vm, dest);
+    if (left === undefined || nowMs >= left + cfg.returnCooldownMinutes * MINUTE) return OK;
+    return refuse("return-cooldown", `${vm} left ${dest} ${Math.round((nowMs - left) / MINUTE)} min ago (return cooldown ${cfg.returnCooldownMinutes} min)`);
+  };
+  const drainOr = (policy: string): string => (policy === DRAIN ? DRAIN : "");
   return {
-    excludeHost: memo((host: HostId) => host, judgeHost),
+    excludeHost: memo((host: HostId, policy: string) => `${drainOr(policy)}\u0000${host}`, judgeHost),
+    excludeDestination: memo((vm: VmId, dest: HostId, policy: string) => `${drainOr(policy)}\u0000${vm}\u0000${dest}`, judgeDestination),
     exclude: memo((vm: VmId, policy: string) => `${policy}\u0000${vm}`, judge),
     refusals: () => given,
     hourlyLimitReached: () => {

@@ -130,7 +130,10 @@ export class Metrics implements MigrationObserver {
     this.lastRound.set(finishedAtMs / 1000);
   }
 
-  /** `reason` is a refusal code (cooldown, failure-backoff, host-backoff, unreconciled, hourly-limit), a bounded set. */
+  /**
+   * `reason` is a refusal code, a bounded set: guards (cooldown, failure-backoff, host-backoff, host-hourly-limit,
+   * return-cooldown, unreconciled, hourly-limit) and moves policies held back (not-sustained, min-improvement).
+   */
   refused(reason: string): void {
     this.refusals.inc({ reason });
   }

@@ -1,6 +1,7 @@
 import {
   footprint,
   likelyKind,
+  type Footprint,
   loadWith,
   memoryFraction,
   predictMigration,
@@ -14,10 +15,11 @@ import {
   type Vm,
   type VmId,
 } from "../model/index.js";
-import type { Goal, LoadPoint, Policy, PolicyInput, Proposal, Thresholds, Verdict } from "../policies/types.js";
-import { checkDestination, sourceState, type DestinationContext } from "../policies/constraints/index.js";
+import type { Goal, LoadPoint, PlanNote, Policy, PolicyInput, Proposal, Thresholds, Verdict } from "../policies/types.js";
+import { checkDestination, sourceState, type DestinationContext, type DestinationVerdict } from "../policies/constraints/index.js";
+import { PlacementRules, type DestinationRule, type TagNames } from "../policies/constraints/affinity.js";
 import { compareStrings, pct } from "../policies/text.js";
-import { linkAssumptions, vmMigrationVerdict, type MigrationPolicy } from "./migration-kind.js";
+import { linkAssumptions, migrationKind, vmMigrationVerdict, type MigrationPolicy } from "./migration-kind.js";
 import { PlanState } from "./plan-state.js";
 import { DEFAULT_WEIGHTS, normaliseWeights, score, type ScoreWeights } from "./scoring.js";
 import { DestinationOrder } from "./destination-order.js";
@@ -39,8 +41,12 @@ export interface PlanOptions {
   readonly maxMoves?: number;
   /** Guard hook (cooldowns, pins, …): a refused VM is not moved; when no candidate is left the proposal is blocked with this reason. */
   readonly exclude?: (vm: VmId, policy: string) => Verdict;
-  /** Host guard (back-off after repeated failures): a refused host is neither source nor destination. */
-  readonly excludeHost?: (host: HostId) => Verdict;
+  /** Host guard (back-off after failures, per-host hourly limit): a refused host is neither source nor destination. */
+  readonly excludeHost?: (host: HostId, policy: string) => Verdict;
+  /** Destination guard (a VM does not return to a host it left recently): checked on destinations that pass everything else. */
+  readonly excludeDestination?: (vm: VmId, dest: HostId, policy: string) => Verdict;
+  /** Names of the placement-rule tags (pin, ignore, affinity groups); the defaults when absent. */
+  readonly tags?: TagNames;
   readonly weights?: ScoreWeights;
 }
 
@@ -86,6 +92,8 @@ export interface Plan {
   readonly moves: Move[];
   readonly blocked: BlockedMove[];
   readonly explain?: ExplainEntry[];
+  /** What policies report on the end state (hosts emptied, moves held back); present when there is any. */
+  readonly notes?: PlanNote[];
 }
 
 /** Predictions for ranking, before a destination (and so the exact kind) is known. */
@@ -109,11 +117,15 @@ const proposalKey = (p: Proposal): string => p.key ?? `${p.policy}|${p.source}|$
  */
 export function plan(snapshot: ClusterSnapshot, opts: PlanOptions): Plan {
   const state = new PlanState(snapshot);
+  const rules = new PlacementRules(state, opts.tags);
   const input: PolicyInput = {
     view: state,
     thresholds: opts.thresholds,
     nowMs: opts.nowMs,
     predict: predictor(opts.migration),
+    rules,
+    compatible: (vm, source, dest) => migrationKind(vm, source, dest, opts.migration).ok,
+    parkEmptyHosts: opts.policies.some((p) => p.parksEmptyHosts === true),
     ...(opts.history === undefined ? {} : { history: opts.history }),
   };
   const policies = opts.policies
@@ -132,9 +144,10 @@ export function plan(snapshot: ClusterSnapshot, opts: PlanOptions): Plan {
   for (let iteration = 0; moves.length < maxMoves && iteration < iterationCap; iteration++) {
     const proposal = nextProposal(policies, input, resolved);
     if (!proposal) break;
-    const result = serve(proposal, { state, order, opts, weights, moved, explain: explain !== undefined });
+    const result = serve(proposal, { state, order, opts, weights, moved, rules, parkEmptyHosts: input.parkEmptyHosts, explain: explain !== undefined });
     if (result.move) {
       state.apply(result.move);
+      rules.onMove(result.move.vm, result.move.from, result.move.to);
       order.update([result.move.from, result.move.to]);
       moved.add(result.move.vm);
       moves.push(result.move);
@@ -154,7 +167,8 @@ export function plan(snapshot: ClusterSnapshot, opts: PlanOptions): Plan {
       });
     }
   }
-  return explain ? { moves, blocked, explain } : { moves, blocked };
+  const notes = policies.flatMap(({ p }) => (p.report ? [...p.report(input)] : []));
+  return { moves, blocked, ...(explain && { explain }), ...(notes.length > 0 && { notes }) };
 }
 
 /**
@@ -200,6 +214,8 @@ interface ServeContext {
   readonly opts: PlanOptions;
   readonly weights: ScoreWeights;
   readonly moved: ReadonlySet<VmId>;
+  readonly rules: PlacementRules;
+  readonly parkEmptyHosts: boolean;
   readonly explain: boolean;
 }
 
@@ -212,11 +228,12 @@ function serve(
   const first = proposal.candidates[0];
   if (first === undefined) return { candidates };
   const source = state.host(proposal.source);
-  const block = (reason: string): Served => ({ blocked: { vm: first, policy: proposal.policy, reason }, candidates });
+  const block = (reason: string): Served =>
+    proposal.optional === true ? { candidates } : { blocked: { vm: first, policy: proposal.policy, reason }, candidates };
   if (!source) return block(`source ${proposal.source} is not in the snapshot`);
   const src = sourceState(source);
   if (!src.ok) return block(src.reason);
-  const srcGuard = opts.excludeHost?.(source.name);
+  const srcGuard = opts.excludeHost?.(source.name, proposal.policy);
   if (srcGuard && !srcGuard.ok) return block(srcGuard.reason);
 
   const whys: { vm: VmId; why: string }[] = [];
@@ -237,7 +254,7 @@ function tryCandidate(
   id: VmId,
   proposal: Proposal,
   source: Host,
-  { state, order, opts, weights, moved, explain }: ServeContext,
+  { state, order, opts, weights, moved, rules, parkEmptyHosts, explain }: ServeContext,
 ): CandidateResult {
   const skip = (why: string): CandidateResult => ({
     why,
@@ -249,6 +266,8 @@ function tryCandidate(
     return skip(elsewhere ? `VM ${id} is on ${elsewhere.host}, not on ${source.name}` : `VM ${id} is not in the snapshot`);
   }
   if (moved.has(id)) return skip(`VM ${id} already moves in this plan`);
+  const tagged = rules.movable(vm);
+  if (!tagged.ok) return skip(tagged.reason);
   const excluded = opts.exclude?.(id, proposal.policy);
   if (excluded && !excluded.ok) return skip(excluded.reason);
   const movable = vmMigrationVerdict(vm, source, opts.migration);
@@ -268,36 +287,25 @@ function tryCandidate(
   const counts = new Map<string, { n: number; reason: string }>();
   const rejected: Rejection[] = [];
   const feasible: ScoredDestination[] = [];
-  let best: ScoredDestination | undefined;
-  const thresholds = opts.thresholds;
+  const rule = rules.forVm(vm, source);
+  const scanCtx: ScanContext = { ctx, fp, goal, proposal, source, vm, rule, counts, rejected, feasible, opts, weights, state, explain };
   // Branch and bound: hosts best bound first; stop once no remaining host can beat the best found.
   // Explaining scans every host (all rejections and scores are reported); so does a footprint with a
   // negative figure (bad data), for which the bound would not hold.
   const prune = !explain && fp.cpus >= 0 && fp.memoryMiB >= 0;
   const sorted = prune ? order.get(source.cell, goal) : undefined;
   const hosts = sorted ? sorted.hosts : state.hostsInCell(source.cell);
-  for (let i = 0; i < hosts.length; i++) {
-    if (sorted && best && (sorted.bound[i] ?? 0) < best.score) break;
-    const dest = hosts[i] as Host;
-    const after = loadWith(dest, fp, 1);
-    const guarded = dest.name === source.name ? undefined : opts.excludeHost?.(dest.name);
-    const v = guarded && !guarded.ok ? guarded : checkDestination(ctx, dest, after);
-    if (!v.ok) {
-      if (v.code === "same-host") continue;
-      const c = counts.get(v.code);
-      if (c) c.n++;
-      else counts.set(v.code, { n: 1, reason: v.reason });
-      if (explain) rejected.push({ host: dest.name, code: v.code, reason: v.reason });
-      continue;
-    }
-    const memAfter = memoryFraction(after);
-    const s = score(after.cpuLoad, memAfter, goal, thresholds, weights);
-    // Only the best so far (or every one, when explaining) is materialised.
-    if (!explain && best && (s < best.score || (s === best.score && compareStrings(dest.name, best.host) > 0))) continue;
-    const scored: ScoredDestination = { host: dest.name, kind: v.kind, score: s, cpuAfter: after.cpuLoad, memAfter };
-    if (explain) feasible.push(scored);
-    if (!best || better(scored, best)) best = scored;
-  }
+  const rescan = (pass: ScanPass): ScoredDestination | undefined => {
+    counts.clear();
+    rejected.length = 0;
+    feasible.length = 0;
+    return scan(scanCtx, hosts, sorted?.bound, pass);
+  };
+  let best = scan(scanCtx, hosts, sorted?.bound, { relaxAffinity: false, park: parkEmptyHosts });
+  // Parked (empty) hosts are the fallback when no host in use can take the VM.
+  if (!best && parkEmptyHosts) best = rescan({ relaxAffinity: false, park: false });
+  // An evacuation must leave: when the affinity group's host cannot take the VM, any host will do.
+  if (!best && rule && goal.kind === "evacuate") best = rescan({ relaxAffinity: true, park: false });
   if (!best) {
     const why = summarise(source, vm, counts, opts.thresholds);
     return explain ? { why, explain: { vm: id, prediction: predictMigration(vm, likelyKind(vm), linkAssumptions(opts.migration)), rejected, feasible } } : { why };
@@ -307,6 +315,70 @@ function tryCandidate(
   feasible.sort((a, b) => (better(a, b) ? -1 : better(b, a) ? 1 : 0));
   const prediction = predictMigration(vm, best.kind, linkAssumptions(opts.migration));
   return { move, why: "", explain: { vm: id, prediction, rejected, feasible, chosen: best.host } };
+}
+
+interface ScanContext {
+  readonly ctx: DestinationContext;
+  readonly fp: Footprint;
+  readonly goal: Goal;
+  readonly proposal: Proposal;
+  readonly source: Host;
+  readonly vm: Vm;
+  readonly rule: DestinationRule | undefined;
+  readonly counts: Map<string, { n: number; reason: string }>;
+  readonly rejected: Rejection[];
+  readonly feasible: ScoredDestination[];
+  readonly opts: PlanOptions;
+  readonly weights: ScoreWeights;
+  readonly state: PlanState;
+  readonly explain: boolean;
+}
+
+interface ScanPass {
+  /** Affinity groups may be split (an evacuation whose group host cannot take the VM). */
+  readonly relaxAffinity: boolean;
+  /** Empty hosts are refused (parked by consolidation). */
+  readonly park: boolean;
+}
+
+/**
+ * The best destination among `hosts` (with `bound`, in bound order: stops once none left can win), every
+ * refusal counted by code. Order of checks: host guard, built-in constraints, tag rules, the proposal's own
+ * condition, the destination guard, parked hosts.
+ */
+function scan(c: ScanContext, hosts: readonly Host[], bound: readonly number[] | undefined, pass: ScanPass): ScoredDestination | undefined {
+  const { ctx, fp, goal, proposal, source, vm, rule, counts, rejected, feasible, opts, weights, state, explain } = c;
+  let best: ScoredDestination | undefined;
+  for (let i = 0; i < hosts.length; i++) {
+    if (bound && best && (bound[i] ?? 0) < best.score) break;
+    const dest = hosts[i] as Host;
+    const after = loadWith(dest, fp, 1);
+    const guarded = dest.name === source.name ? undefined : opts.excludeHost?.(dest.name, proposal.policy);
+    let v: DestinationVerdict = guarded && !guarded.ok ? guarded : checkDestination(ctx, dest, after);
+    if (v.ok) {
+      const tagged = rule?.(dest, pass.relaxAffinity);
+      const own = tagged && !tagged.ok ? tagged : proposal.accept?.(vm, dest, after);
+      const refusal = own && !own.ok ? own : opts.excludeDestination?.(vm.id, dest.name, proposal.policy);
+      if (refusal && !refusal.ok) v = refusal;
+      else if (pass.park && state.vmsOn(dest.name).length === 0) v = { ok: false, code: "parked", reason: `${dest.name} is empty (parked while consolidation is enabled)` };
+    }
+    if (!v.ok) {
+      if (v.code === "same-host") continue;
+      const n = counts.get(v.code);
+      if (n) n.n++;
+      else counts.set(v.code, { n: 1, reason: v.reason });
+      if (explain) rejected.push({ host: dest.name, code: v.code, reason: v.reason });
+      continue;
+    }
+    const memAfter = memoryFraction(after);
+    const s = score(after.cpuLoad, memAfter, goal, opts.thresholds, weights);
+    // Only the best so far (or every one, when explaining) is materialised.
+    if (!explain && best && (s < best.score || (s === best.score && compareStrings(dest.name, best.host) > 0))) continue;
+    const scored: ScoredDestination = { host: dest.name, kind: v.kind, score: s, cpuAfter: after.cpuLoad, memAfter };
+    if (explain) feasible.push(scored);
+    if (!best || better(scored, best)) best = scored;
+  }
+  return best;
 }
 
 const better = (a: ScoredDestination, b: ScoredDestination): boolean =>

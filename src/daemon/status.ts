@@ -44,7 +44,8 @@ export function buildStatus(daemon: Daemon, store: HistoryStore, nowMs: number) 
     cells: [...cells.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([cell, hosts]) => ({ cell, hosts })),
     imbalance: snap ? imbalance(snap) : [],
     drains: drainStatus(daemon, store, vmCount, blockedByHost),
-    plan: plan ? { moves: plan.moves.slice(0, 50), blocked: plan.blocked.slice(0, 50), totalMoves: plan.moves.length, totalBlocked: plan.blocked.length } : null,
+    // notes: hosts consolidation emptied ("can be powered off") and moves held back by anti-flapping rules.
+    plan: plan ? { moves: plan.moves.slice(0, 50), blocked: plan.blocked.slice(0, 50), totalMoves: plan.moves.length, totalBlocked: plan.blocked.length, notes: plan.notes ?? [] } : null,
     recentMigrations: store.recentMigrations(20),
   };
 }

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { footprint, loadWith, memoryFraction, type Host, type Prediction, type Vm, type VmId } from "../model/index.js";
-import type { LoadPoint, Policy, PolicyDefinition, PolicyInput, Proposal, Thresholds } from "./types.js";
+import type { LoadPoint, PlanNote, Policy, PolicyDefinition, PolicyInput, Proposal, Thresholds } from "./types.js";
 import { compareStrings, pct } from "./text.js";
 
 export const HOTSPOT_RELIEF = "hotspot-relief";
@@ -152,6 +152,24 @@ export function* proposeHotspots(input: PolicyInput, params: HotspotReliefParams
   }
 }
 
+/** Hosts at or above cpuHigh whose load has not stayed there for sustainMinutes: held back, not yet hot (counted in metrics). */
+export function* reportNotSustained(input: PolicyInput, params: HotspotReliefParams): Generator<PlanNote, void, undefined> {
+  if (input.history === undefined) return;
+  const windowMs = params.sustainMinutes * 60_000;
+  for (const host of input.view.hosts()) {
+    if (host.cpuLoad < input.thresholds.cpuHigh || hotState(host, input, windowMs)?.cpuHot === true) continue;
+    if (host.maintenance || !host.reachable) continue;
+    yield {
+      policy: HOTSPOT_RELIEF,
+      code: "not-sustained",
+      host: host.name,
+      cell: host.cell,
+      held: true,
+      message: `${host.name} cpu ${pct(host.cpuLoad)} ≥ cpuHigh ${pct(input.thresholds.cpuHigh)}, not yet for ${params.sustainMinutes} min`,
+    };
+  }
+}
+
 export const hotspotRelief = {
   name: HOTSPOT_RELIEF,
   description:
@@ -162,5 +180,6 @@ export const hotspotRelief = {
     name: HOTSPOT_RELIEF,
     priority: HOTSPOT_RELIEF_PRIORITY,
     propose: (input) => proposeHotspots(input, params),
+    report: (input) => reportNotSustained(input, params),
   }),
 } as const satisfies PolicyDefinition<typeof hotspotReliefSchema>;

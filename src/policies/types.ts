@@ -1,5 +1,6 @@
 import type { z } from "zod";
-import type { CellId, Host, HostId, Prediction, Vm, VmId } from "../model/index.js";
+import type { CellId, Host, HostId, HostLoad, Prediction, Vm, VmId } from "../model/index.js";
+import type { PlacementRules } from "./constraints/affinity.js";
 
 /** Read-only, indexed view of a snapshot. The planner keeps it up to date as it accepts moves. */
 export interface ClusterView {
@@ -39,6 +40,12 @@ export interface PolicyInput {
   readonly history?: ReadonlyMap<HostId, readonly LoadPoint[]>;
   /** Expected cost and convergence of moving a VM (from memory, measured dirty rate and link bandwidth). */
   readonly predict?: (vm: Vm) => Prediction;
+  /** Tag rules (pin, ignore, affinity groups), kept in step with the view. */
+  readonly rules: PlacementRules;
+  /** Whether storage and hypervisor allow the VM to migrate from source to dest at all (the migration config). */
+  readonly compatible: (vm: Vm, source: Host, dest: Host) => boolean;
+  /** An enabled policy parks empty hosts (consolidation): others use them only when nothing else fits. */
+  readonly parkEmptyHosts: boolean;
 }
 
 /** What a proposal asks of the move that serves it. */
@@ -46,7 +53,9 @@ export type Goal =
   /** Leave the host (maintenance): any destination that passes the constraints will do. */
   | { readonly kind: "evacuate" }
   /** Bring the source under these fractions; the destination must stay under the low band. */
-  | { readonly kind: "relieve"; readonly cpuBelow: number; readonly memBelow: number };
+  | { readonly kind: "relieve"; readonly cpuBelow: number; readonly memBelow: number }
+  /** A better placement (affinity, balance, consolidation): the destination must stay under the low band. */
+  | { readonly kind: "place" };
 
 /** A wish to move one of `candidates` (in preference order) off `source`; the planner finds the destination. */
 export interface Proposal {
@@ -62,6 +71,24 @@ export interface Proposal {
    * plan. Defaults to policy, source and first candidate.
    */
   readonly key?: string;
+  /** The policy's own condition on a destination (after = its load with the VM added), checked after the constraints. */
+  readonly accept?: (vm: Vm, dest: Host, after: HostLoad) => Verdict;
+  /** An improvement, not a need: when no candidate can move, nothing is reported as blocked. */
+  readonly optional?: boolean;
+}
+
+/**
+ * Something a policy reports about the planned end state that is not a move: a host emptied by
+ * consolidation, or a move held back by an anti-flapping rule (`held`: counted in metrics by `code`).
+ */
+export interface PlanNote {
+  readonly policy: string;
+  /** A bounded code, e.g. "power-off-candidate", "not-sustained", "min-improvement". */
+  readonly code: string;
+  readonly host?: HostId;
+  readonly cell?: CellId;
+  readonly held: boolean;
+  readonly message: string;
 }
 
 export type Verdict = { readonly ok: true } | { readonly ok: false; readonly code: string; readonly reason: string };
@@ -78,6 +105,10 @@ export interface Policy {
    * once it has found the proposal it will serve, so a policy should yield its most urgent work first.
    */
   propose(input: PolicyInput): Iterable<Proposal>;
+  /** While enabled, empty hosts are parked capacity (PolicyInput.parkEmptyHosts). */
+  readonly parksEmptyHosts?: boolean;
+  /** Notes on the end state of the plan (run once, after the last move). */
+  report?(input: PolicyInput): Iterable<PlanNote>;
 }
 
 /** Registry entry (DESIGN rule 7): name, parameter schema with defaults, factory. */

@@ -7,10 +7,21 @@ import { maintenanceDrain } from "../../src/policies/maintenance-drain.js";
 import { hostId, vmId, type HostId } from "../../src/model/index.js";
 import { IN_MEMORY, openHistory, type HistoryStore } from "../../src/store/index.js";
 import { cluster, host, vm } from "../planner/fixtures.js";
+import { hotspotRelief, hotspotReliefSchema } from "../../src/policies/hotspot-relief.js";
+import { tempStores } from "../store/helpers.js";
 
 const MIN = 60_000;
 const NOW = Date.UTC(2026, 5, 1, 12);
-const cfg = guardsSchema.parse({ vmCooldownMinutes: 30, failureCooldownMinutes: 120, maxMigrationsPerHour: 3, hostFailureLimit: 2, hostBackoffMinutes: 30 });
+const cfg = guardsSchema.parse({
+  vmCooldownMinutes: 30,
+  failureCooldownMinutes: 120,
+  maxMigrationsPerHour: 3,
+  hostFailureLimit: 2,
+  hostBackoffMinutes: 30,
+  maxMigrationsPerHostPerHour: 2,
+  returnCooldownMinutes: 360,
+});
+const stores = tempStores();
 
 function migrated(store: HistoryStore, v: string, from: string, to: string, status: "succeeded" | "failed" | "aborted" | "open", minutesAgo: number): void {
   const id = store.recordIntent({ roundId: null, vm: vmId(v), from: hostId(from), to: hostId(to), kind: "live-shared", policy: "hotspot-relief", reason: "t", flags: [], startedAt: NOW - minutesAgo * MIN - 1000 });
@@ -52,8 +63,8 @@ describe("move guards read from history", () => {
     migrated(store, "a", "h1", "h2", "failed", 10);
     migrated(store, "b", "h3", "h2", "aborted", 5);
     const guards = moveGuards(store, cfg, NOW);
-    expect(guards.excludeHost(hostId("h2"))).toMatchObject({ ok: false, code: "host-backoff" });
-    expect(guards.excludeHost(hostId("h3")).ok).toBe(true);
+    expect(guards.excludeHost(hostId("h2"), "hotspot-relief")).toMatchObject({ ok: false, code: "host-backoff" });
+    expect(guards.excludeHost(hostId("h3"), "hotspot-relief").ok).toBe(true);
 
     // h1 is drained; h2 would be the best destination (emptiest) but is backed off.
     const snap = cluster(
@@ -69,8 +80,62 @@ describe("move guards read from history", () => {
       excludeHost: guards.excludeHost,
     });
     expect(p.moves.map((m) => m.to)).toEqual<HostId[]>([hostId("h3")]);
-    // Later the back-off expires.
-    expect(moveGuards(store, cfg, NOW + 40 * MIN).excludeHost(hostId("h2")).ok).toBe(true);
+    // Later the back-off expires (for the drain: the per-host hourly limit does not apply to it).
+    expect(moveGuards(store, cfg, NOW + 40 * MIN).excludeHost(hostId("h2"), "maintenance-drain").ok).toBe(true);
     store.close();
+  });
+
+  it("per-host hourly limit: a host in two migrations this hour is neither source nor destination, except for a drain", () => {
+    const store = openHistory(IN_MEMORY);
+    migrated(store, "a", "h1", "h2", "succeeded", 50);
+    migrated(store, "b", "h3", "h2", "succeeded", 20);
+    migrated(store, "c", "h1", "h3", "succeeded", 70);
+    const guards = moveGuards(store, cfg, NOW);
+    expect(guards.excludeHost(hostId("h2"), "hotspot-relief")).toMatchObject({ ok: false, code: "host-hourly-limit", reason: "h2 took part in 2 migrations in the last hour (limit 2 per host)" });
+    expect(guards.excludeHost(hostId("h1"), "hotspot-relief").ok).toBe(true);
+    expect(guards.excludeHost(hostId("h2"), "maintenance-drain").ok).toBe(true);
+    expect(guards.refusals()).toEqual(["host-hourly-limit"]);
+    store.close();
+  });
+
+  it("return cooldown: a VM does not go back to a host it left within it (a drain may); the planner picks another host", () => {
+    const store = openHistory(IN_MEMORY);
+    migrated(store, "x", "h2", "h1", "succeeded", 120);
+    const guards = moveGuards(store, cfg, NOW);
+    expect(guards.excludeDestination(vmId("x"), hostId("h2"), "hotspot-relief")).toMatchObject({ ok: false, code: "return-cooldown", reason: "x left h2 120 min ago (return cooldown 360 min)" });
+    expect(guards.excludeDestination(vmId("x"), hostId("h3"), "hotspot-relief").ok).toBe(true);
+    expect(guards.excludeDestination(vmId("x"), hostId("h2"), "maintenance-drain").ok).toBe(true);
+    expect(moveGuards(store, cfg, NOW + 241 * MIN).excludeDestination(vmId("x"), hostId("h2"), "hotspot-relief").ok).toBe(true);
+    expect(moveGuards(store, { ...cfg, returnCooldownMinutes: 0 }, NOW).excludeDestination(vmId("x"), hostId("h2"), "hotspot-relief").ok).toBe(true);
+
+    // h1 is hot; h2 (emptiest) is where x came from, so x goes to h3.
+    const snap = cluster([host("h1", { cpuLoad: 0.6 }), host("h2", { cpuLoad: 0 }), host("h3", { cpuLoad: 0.2 })], [vm("x", "h1", { cpuLoad: 3 })]);
+    const p = plan(snap, {
+      policies: [hotspotRelief.create(hotspotReliefSchema.parse({}))],
+      thresholds: thresholdsSchema.parse({}),
+      migration: migrationSchema.parse({}),
+      nowMs: NOW,
+      excludeDestination: guards.excludeDestination,
+    });
+    expect(p.moves.map((m) => m.to)).toEqual<HostId[]>([hostId("h3")]);
+    store.close();
+  });
+
+  it("every limit holds across a restart: the same SQLite file opened in a new store gives the same refusals", () => {
+    const first = stores.open("history.db");
+    migrated(first, "v1", "h1", "h2", "succeeded", 10); // cooldown; h1 left by v1 (return)
+    migrated(first, "v2", "h3", "h2", "aborted", 15); // failure back-off of v2
+    migrated(first, "v3", "h4", "h2", "failed", 5); // h2: 2 failures → host back-off
+    migrated(first, "v4", "h5", "h6", "succeeded", 30);
+    migrated(first, "v5", "h5", "h6", "succeeded", 40); // h5, h6: per-host limit; 5 this hour: overall limit
+    first.close();
+    const second = stores.open("history.db");
+    const g = moveGuards(second, cfg, NOW);
+    expect(g.exclude(vmId("v1"), "hotspot-relief")).toMatchObject({ ok: false, code: "cooldown" });
+    expect(g.exclude(vmId("v2"), "hotspot-relief")).toMatchObject({ ok: false, code: "failure-backoff" });
+    expect(g.excludeHost(hostId("h2"), "hotspot-relief")).toMatchObject({ ok: false, code: "host-backoff" });
+    expect(g.excludeHost(hostId("h6"), "hotspot-relief")).toMatchObject({ ok: false, code: "host-hourly-limit" });
+    expect(g.excludeDestination(vmId("v1"), hostId("h1"), "hotspot-relief")).toMatchObject({ ok: false, code: "return-cooldown" });
+    expect(g.hourlyLimitReached()).toMatch(/5 migrations in the last hour \(limit 3\)/);
   });
 });

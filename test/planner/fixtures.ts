@@ -1,6 +1,7 @@
 /** Builders shared by the policy and planner tests (not a test file itself). */
 import { cellId, hostId, vmId, type ClusterSnapshot, type Host, type Vm } from "../../src/model/index.js";
-import type { Thresholds } from "../../src/policies/types.js";
+import type { PolicyInput, Thresholds } from "../../src/policies/types.js";
+import { PlacementRules } from "../../src/policies/constraints/affinity.js";
 import type { MigrationPolicy } from "../../src/daemon/migration-kind.js";
 import { PlanState } from "../../src/daemon/plan-state.js";
 import { enabledPolicies, policyConfigSchema } from "../../src/policies/registry.js";
@@ -71,6 +72,12 @@ export function cluster(hosts: readonly Host[], vms: readonly Vm[]): ClusterSnap
 export const raw = (hosts: readonly Host[], vms: readonly Vm[]): ClusterSnapshot => ({ takenAt: new Date(NOW).toISOString(), hosts, vms });
 
 export const viewOf = (s: ClusterSnapshot): PlanState => new PlanState(s);
+
+/** What the planner hands a policy, on the snapshot as given: default tag names, every migration compatible. */
+export function policyInput(s: ClusterSnapshot, over: Partial<PolicyInput> = {}): PolicyInput {
+  const view = viewOf(s);
+  return { view, thresholds: T, nowMs: NOW, rules: new PlacementRules(view), compatible: () => true, parkEmptyHosts: false, ...over };
+}
 
 export const defaultPolicies = (): PlanOptions["policies"] => enabledPolicies(policyConfigSchema.parse({}));
 

@@ -5,21 +5,17 @@ import {
   hotspotReliefSchema,
   proposeHotspots,
   rankCandidates,
+  reportNotSustained,
   sustainedAtOrAbove,
 } from "../../src/policies/hotspot-relief.js";
 import { hostId, predictMigration, type ClusterSnapshot, type HostId } from "../../src/model/index.js";
 import type { LoadPoint, PolicyInput } from "../../src/policies/types.js";
-import { cluster, host, NOW, T, viewOf, vm } from "../planner/fixtures.js";
+import { cluster, host, NOW, policyInput, T, viewOf, vm } from "../planner/fixtures.js";
 
 const MIN = 60_000;
 const params = hotspotReliefSchema.parse({});
 const pts = (...xs: [minutesAgo: number, load: number][]): LoadPoint[] => xs.map(([m, l]) => ({ atMs: NOW - m * MIN, cpuLoad: l }));
-const input = (s: ClusterSnapshot, history?: ReadonlyMap<HostId, readonly LoadPoint[]>): PolicyInput => ({
-  view: viewOf(s),
-  thresholds: T,
-  nowMs: NOW,
-  ...(history ? { history } : {}),
-});
+const input = (s: ClusterSnapshot, history?: ReadonlyMap<HostId, readonly LoadPoint[]>): PolicyInput => policyInput(s, history ? { history } : {});
 
 describe("sustainedAtOrAbove", () => {
   const cases: { name: string; points: LoadPoint[] | undefined; expected: boolean }[] = [
@@ -150,6 +146,18 @@ describe("rankCandidates / proposals", () => {
     expect(rankCandidates(h, view.vmsOn(h.name), hot, T, predict)).toEqual(["mid-quiet", "big-quiet", "small-dirty"]);
     // Without predictions the cheapest copy goes first.
     expect(rankCandidates(h, view.vmsOn(h.name), hot, T)[0]).toBe("small-dirty");
+  });
+
+  it("a host over cpuHigh not yet for sustainMinutes is reported as held back (counted in metrics), not moved", () => {
+    const s = cluster([host("h1", { cpuLoad: 0.9 }), host("h2")], [vm("a", "h1")]);
+    const history = new Map([[hostId("h1"), pts([3, 0.9], [0, 0.9])]]);
+    expect([...proposeHotspots(input(s, history), params)]).toEqual([]);
+    expect([...reportNotSustained(input(s, history), params)]).toEqual([
+      { policy: "hotspot-relief", code: "not-sustained", host: "h1", cell: "c1", held: true, message: "h1 cpu 100% ≥ cpuHigh 85%, not yet for 5 min" },
+    ]);
+    // Sustained: hot, nothing held back. Planning on a snapshot file (no history): nothing to report.
+    expect([...reportNotSustained(input(s, new Map([[hostId("h1"), pts([6, 0.95], [0, 0.95])]])), params)]).toEqual([]);
+    expect([...reportNotSustained(input(s), params)]).toEqual([]);
   });
 
   it("registry entry: defaults and the factory", () => {

@@ -2,9 +2,9 @@ import { describe, expect, it } from "vitest";
 import { maintenanceDrain, proposeDrain, MAINTENANCE_DRAIN_PRIORITY } from "../../src/policies/maintenance-drain.js";
 import { HOTSPOT_RELIEF_PRIORITY } from "../../src/policies/hotspot-relief.js";
 import type { ClusterSnapshot } from "../../src/model/index.js";
-import { cluster, host, NOW, T, viewOf, vm } from "../planner/fixtures.js";
+import { cluster, host, policyInput, vm } from "../planner/fixtures.js";
 
-const propose = (s: ClusterSnapshot) => [...proposeDrain({ view: viewOf(s), thresholds: T, nowMs: NOW })];
+const propose = (s: ClusterSnapshot) => [...proposeDrain(policyInput(s))];
 
 describe("maintenance-drain", () => {
   const cases: { name: string; snapshot: ClusterSnapshot; expected: { source: string; vm: string; reason: string }[] }[] = [
