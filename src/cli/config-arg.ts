@@ -1,5 +1,6 @@
 import type { ResolvedConfig } from "../config/index.js";
 import { CliError, EX_CONFIG } from "./exit-codes.js";
+import { durationMs } from "../util/duration.js";
 
 export const DEFAULT_CONFIG = process.env.BALLAST_CONFIG ?? "/etc/ballast/ballast.yaml";
 
@@ -14,12 +15,9 @@ export async function loadConfigOrFail(file: string): Promise<ResolvedConfig> {
   return result.config;
 }
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
 /** "90s", "15m", "24h", "2d" → milliseconds. */
 export function parseDuration(text: string, what: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text.trim());
-  const unit = m?.[2];
-  if (!m || unit === undefined) throw new CliError(`${what}: got ${JSON.stringify(text)}, expected a duration like 90s, 15m, 24h or 2d`, 64);
-  return Number(m[1]) * (UNITS[unit] ?? 1);
+  const ms = durationMs(text);
+  if (ms === undefined) throw new CliError(`${what}: got ${JSON.stringify(text)}, expected a duration like 90s, 15m, 24h or 2d`, 64);
+  return ms;
 }

@@ -54,6 +54,7 @@ export class SimCluster {
   private readonly injectedFailures = new Map<number, string>();
   private readonly useTimers: boolean;
   private readonly wavePeriodMs: number;
+  private readonly jobListeners: ((job: SimJob) => void)[] = [];
   private lastSampleAt: number | null = null;
   private jobSeq = 0;
   private disposed = false;
@@ -96,7 +97,8 @@ export class SimCluster {
       v.burstSlot = slot;
       v.bursting = burstingAt(this.seed, v.profile, t);
     }
-    return demandAt(this.seed, v.profile, t, this.wavePeriodMs, v.bursting);
+    const d = demandAt(this.seed, v.profile, t, this.wavePeriodMs, v.bursting);
+    return v.boost === 0 ? d : Math.min(v.vcpus, d + v.boost);
   }
 
   /** Memory dirty rate of the guest while it runs, MiB/s. */
@@ -330,6 +332,7 @@ export class SimCluster {
         ended: (j) => {
           this.active.delete(v.index);
           this.disarm(j);
+          for (const listener of this.jobListeners) listener(j);
         },
       },
     );
@@ -426,6 +429,30 @@ export class SimCluster {
   setDirtyRate(vm: VmId, mibps: number | null): void {
     this.sync();
     this.vmOrThrow(vm).dirtyOverride = mibps;
+  }
+
+  /** Adds CPU demand to a VM on top of the model: `share` of its vCPUs (0 ends the boost). Demand stays within its vCPUs. */
+  setBoost(vm: VmId, share: number): void {
+    const v = this.vmOrThrow(vm);
+    v.boost = Math.max(0, share) * v.vcpus;
+  }
+
+  /** VMs carrying the tag. */
+  vmsTagged(tag: string): VmId[] {
+    return this.vms.filter((v) => !v.removed && v.tags.includes(tag)).map((v) => v.id);
+  }
+
+  /** VMs placed on the host now. */
+  vmsOn(host: HostId): VmId[] {
+    this.sync();
+    const h = this.hostByName.get(host);
+    if (!h) throw new Error(`sim: unknown host ${host}`);
+    return this.vms.filter((v) => !v.removed && v.host === h.index).map((v) => v.id);
+  }
+
+  /** Calls `listener` with every migration job as it ends (any outcome, any driver): the ground truth for reports. */
+  onJobEnded(listener: (job: SimJob) => void): void {
+    this.jobListeners.push(listener);
   }
 
   /** Overrides a VM's CPU demand in host CPUs (null restores the seeded model). */

@@ -19,6 +19,8 @@ export function simConfig(input: SimConfigInput): SimConfig {
       memoryMiB: c.memoryMiB ?? 262144,
       vmsPerHost: c.vmsPerHost ?? 10,
       sharedStorage: c.sharedStorage === undefined ? "nfs-1" : c.sharedStorage,
+      memoryFill: c.memoryFill ?? 0.6,
+      ...(c.wavePeakMinute !== undefined && { wavePeakMinute: c.wavePeakMinute }),
     })),
     bandwidthMiBps: input.bandwidthMiBps ?? 1000,
     meanUtilisation: input.meanUtilisation ?? 0.3,
@@ -27,5 +29,6 @@ export function simConfig(input: SimConfigInput): SimConfig {
     migrationFailureRate: input.migrationFailureRate ?? 0,
     hotHosts: input.hotHosts ?? [],
     migrationOverheadSec: input.migrationOverheadSec ?? 1.5,
+    tenants: input.tenants ?? [],
   };
 }

@@ -39,3 +39,5 @@ export function createSimDriver(
 }
 export { pickMove, flagsFor, LIVE_FLAGS } from "./scenario.js";
 export type { PickOptions } from "./scenario.js";
+export { expandTimeline, BurstApplier } from "./timeline.js";
+export type { TimelineAction } from "./timeline.js";

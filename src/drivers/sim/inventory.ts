@@ -39,6 +39,8 @@ export interface SimVm {
   state: VmState;
   dirtyOverride: number | null;
   demandOverride: number | null;
+  /** Extra CPU demand in host CPUs on top of the model (a scenario's burst); 0 when none. */
+  boost: number;
   /** Smoothed CPU load in host CPUs (NaN before the first sample). */
   smoothed: number;
   /** Burst slot `bursting` was computed for (cache; -1 = none). */
@@ -70,6 +72,34 @@ export function hostOverheadMiB(memoryMiB: number): number {
   return Math.round(Math.min(4096, memoryMiB * 0.02));
 }
 
+/** Cell wave phase (radians) that puts the crest `minute` minutes into the period (counted from the epoch, so from midnight UTC when the period divides a day). */
+function peakPhase(minute: number, periodMinutes: number): number {
+  return Math.PI / 2 - (2 * Math.PI * (minute % periodMinutes)) / periodMinutes;
+}
+
+/** Snapping to flavour steps can overshoot a dense host: step the largest VMs down until the host holds them. */
+function fitMemory(drafts: { memoryMiB: number }[], capacityMiB: number): void {
+  let total = drafts.reduce((a, d) => a + d.memoryMiB, 0);
+  while (total > capacityMiB) {
+    const largest = drafts.reduce((a, d) => (d.memoryMiB > a.memoryMiB ? d : a));
+    const gib = largest.memoryMiB / 1024;
+    const lower = [...MEMORY_STEPS_GIB].reverse().find((s) => s < gib);
+    if (lower === undefined) return;
+    total -= largest.memoryMiB - lower * 1024;
+    largest.memoryMiB = lower * 1024;
+  }
+}
+
+/** Tags of a VM: `tenant=<name>` when the seed puts it in one of the cell's tenants (by their shares, in order). */
+function tenantTags(seed: number, index: number, tenants: SimConfig["tenants"]): readonly string[] {
+  let u = hash01(seed, SALT.tenant, index);
+  for (const t of tenants) {
+    if (u < t.share) return Object.freeze([`tenant=${t.name}`]);
+    u -= t.share;
+  }
+  return EMPTY_TAGS;
+}
+
 function pad(n: number, width: number): string {
   return String(n).padStart(width, "0");
 }
@@ -87,7 +117,8 @@ export function buildInventory(cfg: SimConfig): Inventory {
   for (const [ci, cell] of cfg.cells.entries()) {
     const shared: Storage | null = cell.sharedStorage ? Object.freeze({ kind: "shared", id: cell.sharedStorage }) : null;
     const sharedList = Object.freeze(cell.sharedStorage ? [cell.sharedStorage] : []);
-    const cellPhase = 2 * Math.PI * hash01(cfg.seed, SALT.cellPhase, ci);
+    const cellPhase = cell.wavePeakMinute === undefined ? 2 * Math.PI * hash01(cfg.seed, SALT.cellPhase, ci) : peakPhase(cell.wavePeakMinute, cfg.wavePeriodMinutes);
+    const tenants = cfg.tenants.filter((t) => t.cells === undefined || t.cells.includes(cell.name));
     const width = Math.max(4, String(cell.hosts * cell.vmsPerHost).length);
     let vmNo = 0;
     for (let h = 1; h <= cell.hosts; h++) {
@@ -109,9 +140,9 @@ export function buildInventory(cfg: SimConfig): Inventory {
       hosts.push(host);
       const isHot = hot.has(name);
 
-      // Memory: the host ends up ~50–70 % used, split unevenly among its VMs in flavour steps.
+      // Memory: the host ends up within ±10 % of memoryFill used, split unevenly among its VMs in flavour steps.
       const n = cell.vmsPerHost;
-      const target = cell.memoryMiB * (0.5 + 0.2 * rng.next()) - overheadMiB;
+      const target = cell.memoryMiB * (cell.memoryFill - 0.1 + 0.2 * rng.next()) - overheadMiB;
       const weights = Array.from({ length: n }, () => 0.3 + rng.next());
       const wsum = weights.reduce((a, b) => a + b, 0);
       const vcpuBudget = cell.cpus * (1.1 + 0.5 * rng.next());
@@ -138,6 +169,7 @@ export function buildInventory(cfg: SimConfig): Inventory {
         const shutoff = rng.next() < SHUTOFF_PROBABILITY && !isHot;
         return { memoryMiB: memGiB * 1024, vcpus, storage, volumes, diskMiB, shutoff };
       });
+      fitMemory(drafts, cell.memoryMiB - overheadMiB);
 
       let hotUtilisation: number | undefined;
       if (isHot && n > 0) {
@@ -170,7 +202,7 @@ export function buildInventory(cfg: SimConfig): Inventory {
           storage: d.storage,
           volumes: d.volumes,
           diskMiB: d.diskMiB,
-          tags: EMPTY_TAGS,
+          tags: tenantTags(cfg.seed, index, tenants),
           profile: buildLoadProfile({
             seed: cfg.seed,
             index,
@@ -184,6 +216,7 @@ export function buildInventory(cfg: SimConfig): Inventory {
           state: d.shutoff ? "shutoff" : "running",
           dirtyOverride: null,
           demandOverride: null,
+          boost: 0,
           smoothed: Number.NaN,
           burstSlot: -1,
           bursting: false,

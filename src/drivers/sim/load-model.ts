@@ -41,6 +41,7 @@ export const SALT = {
   failure: 0xfa11,
   failurePoint: 0xfa12,
   cellPhase: 0xce11,
+  tenant: 0x7e4a,
 } as const;
 
 export interface ProfileInput {
