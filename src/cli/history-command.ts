@@ -5,6 +5,7 @@ import { dbPath } from "../daemon/service.js";
 import { openHistory } from "../store/index.js";
 import { CliError, EX_UNAVAILABLE } from "./exit-codes.js";
 import { iso, secs, table } from "./table.js";
+import { printable } from "../util/printable.js";
 
 export interface HistoryOptions {
   readonly vm?: string;
@@ -23,13 +24,13 @@ export function historyCommand(config: ResolvedConfig, opts: HistoryOptions): st
         .migrationsForVm(vmId(opts.vm), opts.limit)
         .flatMap((m) => store.migrationWithEvents(m.id) ?? []);
       if (opts.json) return JSON.stringify({ vm: opts.vm, migrations }, null, 2);
-      if (migrations.length === 0) return `No migrations of ${opts.vm}.`;
+      if (migrations.length === 0) return `No migrations of ${printable(opts.vm)}.`;
       return migrations
         .map((m) => {
-          const head = `#${m.id} ${iso(m.startedAt)} ${m.vm} ${m.from} → ${m.to} ${m.kind} [${m.flags.join(",")}] ${m.status}` +
-            ` in ${secs(m.actualMs)} (predicted ${secs(m.predictedMs)}), downtime ${m.downtimeMs ?? "-"} ms, ${m.dataMiB ?? "-"} MiB, policy ${m.policy}: ${m.reason}` +
-            (m.error ? `\n  error: ${m.error}` : "");
-          const events = m.events.filter((e) => e.kind !== "stats").map((e) => `  ${iso(e.at)} ${e.kind} ${JSON.stringify(e.data)}`);
+          const head = printable(`#${m.id} ${iso(m.startedAt)} ${m.vm} ${m.from} → ${m.to} ${m.kind} [${m.flags.join(",")}] ${m.status}` +
+            ` in ${secs(m.actualMs)} (predicted ${secs(m.predictedMs)}), downtime ${m.downtimeMs ?? "-"} ms, ${m.dataMiB ?? "-"} MiB, policy ${m.policy}: ${m.reason}`) +
+            (m.error ? `\n  error: ${printable(m.error)}` : "");
+          const events = m.events.filter((e) => e.kind !== "stats").map((e) => printable(`  ${iso(e.at)} ${e.kind} ${JSON.stringify(e.data)}`));
           return [head, ...events].join("\n");
         })
         .join("\n\n");

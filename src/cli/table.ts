@@ -1,6 +1,8 @@
-/** Plain aligned text table for humans; `--json` is for scripts. */
+import { printable } from "../util/printable.js";
+
+/** Plain aligned text table for humans; `--json` is for scripts. Cells are made printable. */
 export function table(headers: readonly string[], rows: readonly (readonly (string | number | null | undefined)[])[]): string {
-  const cells = [headers, ...rows.map((r) => r.map((c) => (c === null || c === undefined ? "-" : String(c))))];
+  const cells = [headers, ...rows.map((r) => r.map((c) => (c === null || c === undefined ? "-" : printable(String(c)))))];
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? "").length)));
   const line = (r: readonly string[]): string =>
     r

@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { isAlias, isCollection, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from "yaml";
 import type { z } from "zod";
@@ -53,7 +53,10 @@ export function checkConfigText(text: string, file: string, baseDir: string = di
       "",
       e.code === "MULTIPLE_DOCS"
         ? "YAML syntax error: expected a single YAML document, found a second one (remove the '---' line)"
-        : `YAML ${e.name === "YAMLWarning" ? "problem" : "syntax error"}: ${firstLine(e.message)}`,
+        : // The parser's own stack overflow on pathological nesting, caught by yaml and reported as a syntax error.
+          /Maximum call stack/.test(e.message)
+          ? "YAML syntax error: nested too deeply (expected a configuration, not hundreds of levels of nesting)"
+          : `YAML ${e.name === "YAMLWarning" ? "problem" : "syntax error"}: ${firstLine(e.message)}`,
     ),
   );
   if (yamlIssues.length > 0) return fail(yamlIssues);
@@ -133,7 +136,8 @@ function readConfigFile(file: string): ReadResult {
   const whole = (message: string): ReadResult => ({ ok: false, errors: [{ file, line: 0, column: 0, path: "", message }] });
   let fd: number;
   try {
-    fd = openSync(file, "r");
+    // O_NONBLOCK: a FIFO given as the config file is refused below instead of blocking for a writer.
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
     return whole(describeFsError(e));
   }

@@ -80,16 +80,22 @@ export interface FlagChange {
   readonly cleared: readonly HostId[];
 }
 
+export type IgnoredEntry = FlagScan["ignored"][number];
+
 /**
  * Notices flags appearing and disappearing: a directory watch for speed plus a periodic rescan, because
- * watches miss events on some filesystems and when the directory is replaced.
+ * watches miss events on some filesystems and when the directory is replaced. Entries it ignores and scans
+ * that fail are reported once when they appear, not at every rescan.
  */
 export class FlagWatcher {
   private current: ReadonlyMap<HostId, MaintenanceFlag> = new Map();
+  private ignored = new Set<string>();
+  private lastError: string | undefined;
   private watcher: FSWatcher | undefined;
   private stopRescan: (() => void) | undefined;
   private scanning: Promise<void> | undefined;
   private again = false;
+  private stopped = false;
 
   constructor(
     private readonly dir: string,
@@ -97,26 +103,33 @@ export class FlagWatcher {
     private readonly rescanMs: number,
     private readonly onChange: (change: FlagChange, scan: FlagScan) => void,
     private readonly onError: (e: unknown) => void,
+    private readonly onIgnored: (entries: readonly IgnoredEntry[]) => void,
   ) {}
 
   get flags(): ReadonlyMap<HostId, MaintenanceFlag> {
     return this.current;
   }
 
+  /** Never throws: a directory that cannot be created or read is reported, and rescans go on trying. */
   async start(): Promise<void> {
-    mkdirSync(this.dir, { recursive: true, mode: 0o750 });
+    try {
+      mkdirSync(this.dir, { recursive: true, mode: 0o750 });
+    } catch (e) {
+      this.report(e);
+    }
     await this.rescan();
     try {
       this.watcher = watch(this.dir, { persistent: false }, () => void this.rescan());
-      this.watcher.on("error", (e) => this.onError(e));
+      this.watcher.on("error", (e) => this.report(e));
     } catch (e) {
-      this.onError(e); // the periodic rescan still works
+      this.report(e); // the periodic rescan still works
     }
     this.stopRescan = this.clock.every(this.rescanMs, () => void this.rescan());
   }
 
   /** Scans now; concurrent requests coalesce into one follow-up scan. */
   rescan(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
     if (this.scanning) {
       this.again = true;
       return this.scanning;
@@ -125,9 +138,14 @@ export class FlagWatcher {
       do {
         this.again = false;
         try {
-          this.apply(await scanFlags(this.dir));
+          const scan = await scanFlags(this.dir);
+          // A scan that ends after stop() must not report: the daemon may have closed its history by then.
+          if (this.stopped) return;
+          this.apply(scan);
+          this.lastError = undefined;
         } catch (e) {
-          this.onError(e);
+          // The flags in force stay in force: an unreadable directory is not an undrain.
+          this.report(e);
         }
       } while (this.again);
     })().finally(() => {
@@ -136,7 +154,19 @@ export class FlagWatcher {
     return this.scanning;
   }
 
+  private report(e: unknown): void {
+    if (this.stopped) return;
+    const text = e instanceof Error ? e.message : String(e);
+    if (text === this.lastError) return;
+    this.lastError = text;
+    this.onError(e);
+  }
+
   private apply(scan: FlagScan): void {
+    const key = (i: IgnoredEntry): string => `${i.name}\0${i.why}`;
+    const fresh = scan.ignored.filter((i) => !this.ignored.has(key(i)));
+    this.ignored = new Set(scan.ignored.map(key));
+    if (fresh.length > 0) this.onIgnored(fresh);
     const set = [...scan.flags.values()].filter((f) => this.current.get(f.host)?.reason !== f.reason);
     const cleared = [...this.current.keys()].filter((h) => !scan.flags.has(h));
     this.current = scan.flags;
@@ -144,6 +174,7 @@ export class FlagWatcher {
   }
 
   stop(): void {
+    this.stopped = true;
     this.watcher?.close();
     this.stopRescan?.();
   }

@@ -106,7 +106,8 @@ export function acquireLock(stateDir: string, opts: { pid?: number } = {}): Lock
   if (held.has(path)) throw new LockError(`state directory ${stateDir} is already in use by this process (PID ${pid}, lock file ${path})`, path, pid);
   const mine = content(pid);
   let replacedStalePid: number | undefined;
-  const fd = openSync(tmp, "wx", 0o644);
+  // 0600 like every state file: outside systemd (UMask=0077) a umask of 022 or 000 must not widen it.
+  const fd = openSync(tmp, "wx", 0o600);
   try {
     writeSync(fd, mine);
   } finally {

@@ -1,5 +1,6 @@
 import { cellId, DEFAULT_CELL, hostId, vmId } from "./ids.js";
 import type { ClusterSnapshot, Host, Hypervisor, Storage, Vm, VmState } from "./snapshot.js";
+import { printable } from "../util/printable.js";
 
 /**
  * Reading DESIGN.md's snapshot format (`ballast plan --snapshot FILE`). Validation is written by
@@ -126,6 +127,12 @@ class ItemPath {
   }
 }
 
+/**
+ * Upper bound of every number (2^40, a MiB figure of an exbibyte): far beyond any real cluster, and low
+ * enough that sums over a whole snapshot stay finite, so the planner never meets Infinity or NaN.
+ */
+const MAX_QUANTITY = 2 ** 40;
+
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/;
 
 function isObject(x: unknown): x is Record<string, unknown> {
@@ -176,6 +183,10 @@ class Validator {
     if ((x === undefined || x === null) && fallback !== undefined) return fallback;
     if (typeof x !== "number" || !Number.isFinite(x)) {
       this.fail(`${String(path)}.${key}`, x, `expected ${describeRule(rule)}`);
+      return undefined;
+    }
+    if (x > MAX_QUANTITY) {
+      this.fail(`${String(path)}.${key}`, x, `expected ${describeRule(rule)}, at most 2^40`);
       return undefined;
     }
     if (
@@ -305,22 +316,22 @@ class Validator {
     const state = r["state"];
     if (state !== "running" && state !== "shutoff" && state !== "paused") return undefined;
     const vcpus = r["vcpus"];
-    if (typeof vcpus !== "number" || !Number.isInteger(vcpus) || !(vcpus > 0)) return undefined;
+    if (typeof vcpus !== "number" || !Number.isInteger(vcpus) || !(vcpus > 0 && vcpus <= MAX_QUANTITY)) return undefined;
     const memoryMiB = r["memoryMiB"];
-    if (typeof memoryMiB !== "number" || !Number.isFinite(memoryMiB) || !(memoryMiB > 0)) return undefined;
+    if (typeof memoryMiB !== "number" || !(memoryMiB > 0 && memoryMiB <= MAX_QUANTITY)) return undefined;
     const cpuLoad = r["cpuLoad"];
-    if (typeof cpuLoad !== "number" || !Number.isFinite(cpuLoad) || !(cpuLoad >= 0)) return undefined;
+    if (typeof cpuLoad !== "number" || !(cpuLoad >= 0 && cpuLoad <= MAX_QUANTITY)) return undefined;
     const storage = this.fastStorage(r["storage"]);
     if (storage === undefined) return undefined;
     let volumes = r["volumes"];
     if (volumes === undefined || volumes === null) volumes = 0;
-    else if (typeof volumes !== "number" || !Number.isInteger(volumes) || !(volumes >= 0)) return undefined;
+    else if (typeof volumes !== "number" || !Number.isInteger(volumes) || !(volumes >= 0 && volumes <= MAX_QUANTITY)) return undefined;
     const dirty = r["dirtyRateMiBps"];
     const hasDirty = dirty !== undefined && dirty !== null;
-    if (hasDirty && (typeof dirty !== "number" || !Number.isFinite(dirty) || !(dirty >= 0))) return undefined;
+    if (hasDirty && (typeof dirty !== "number" || !(dirty >= 0 && dirty <= MAX_QUANTITY))) return undefined;
     const disk = r["diskMiB"];
     const hasDisk = disk !== undefined && disk !== null;
-    if (hasDisk && (typeof disk !== "number" || !Number.isFinite(disk) || !(disk >= 0))) return undefined;
+    if (hasDisk && (typeof disk !== "number" || !(disk >= 0 && disk <= MAX_QUANTITY))) return undefined;
     let tags = r["tags"];
     if (tags === undefined || tags === null) tags = [];
     else if (!Array.isArray(tags)) return undefined;
@@ -446,9 +457,6 @@ function describeRule(r: NumberRule): string {
   return parts.length === 0 ? what : `${what} ${parts.join(" and ")}`;
 }
 
-// eslint-disable-next-line no-control-regex
-const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/g;
-
 /** Short, JSON-ish and safe to print: control and bidi characters escaped, long values cut. */
 function show(value: unknown): string {
   let s: string;
@@ -456,10 +464,20 @@ function show(value: unknown): string {
   if (typeof value === "number") s = String(value);
   else if (typeof value === "string") s = JSON.stringify(value.length > 60 ? `${value.slice(0, 59)}…` : value);
   else {
-    s = JSON.stringify(value) ?? "?";
+    try {
+      s = JSON.stringify(value) ?? "?";
+    } catch {
+      // Nested too deep to serialise (100,000 levels overflow the stack): described by its top level instead.
+      s = Array.isArray(value) ? `a list of ${value.length} item${value.length === 1 ? "" : "s"}` : `an object {${shortKeys(Object.keys(value as object))}}`;
+    }
     if (s.length > 60) s = `${s.slice(0, 59)}…`;
   }
-  return s.replace(UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return printable(s);
+}
+
+function shortKeys(keys: readonly string[]): string {
+  const listed = keys.slice(0, 3).map((k) => JSON.stringify(k.length > 20 ? `${k.slice(0, 19)}…` : k));
+  return keys.length > 3 ? `${listed.join(", ")}, …` : listed.join(", ");
 }
 
 function lineColumn(text: string, offset: number): { line: number; column: number } {

@@ -175,6 +175,14 @@ export class HistoryStore {
       .map(decisionRow);
   }
 
+  /**
+   * Deletes rounds started before the time, and with them their decisions; migrations keep their record
+   * (their round becomes NULL). Returns the rounds deleted.
+   */
+  pruneRounds(olderThanMs: number): number {
+    return this.#s.pruneRounds.run(time(olderThanMs, "olderThanMs")).changes;
+  }
+
   /** Deletes decisions taken before the time; returns rows deleted. */
   pruneDecisions(olderThanMs: number): number {
     return this.#s.pruneDecisions.run(time(olderThanMs, "olderThanMs")).changes;
@@ -502,6 +510,8 @@ function prepare(db: SqliteDatabase) {
        ORDER BY id DESC LIMIT @limit`,
     ),
     pruneDecisions: db.prepare<[number]>("DELETE FROM decisions WHERE at < ?"),
+    // Decisions go by ON DELETE CASCADE, migrations' round_id by ON DELETE SET NULL (foreign keys are on).
+    pruneRounds: db.prepare<[number]>("DELETE FROM rounds WHERE started_at < ?"),
 
     insertIntent: db.prepare<{
       roundId: number | null;
