@@ -160,6 +160,21 @@ program
   });
 
 program
+  .command("preflight")
+  .description("check the KVM live-migration prerequisites between two libvirt hosts; exit 1 when one fails")
+  .argument("<src>", "source host (a libvirt.hosts name)")
+  .argument("<dst>", "destination host")
+  .addOption(configOption())
+  .option("--json", "machine-readable output")
+  .action(async (src: string, dst: string, o: { config: string; json?: boolean }) => {
+    const config = await loadConfigOrFail(o.config);
+    const { preflightCommand } = await import("./preflight-command.js");
+    const { text, ok } = await preflightCommand(config, src, dst, o.json === true);
+    print(text);
+    if (!ok) process.exitCode = EX_FAILURE;
+  });
+
+program
   .command("check-config")
   .description("validate a configuration file; exit 78 when it has errors")
   .addOption(configOption())
@@ -176,13 +191,15 @@ program
   .command("simulate")
   .description("fast-forward the daemon over the simulated cluster and report what it did")
   .addOption(configOption())
+  .option("--scenario <file>", "a config with a scenario: timeline (drains, bursts) to run instead of --config")
   .option("-d, --duration <duration>", "simulated time, e.g. 6h or 2d", "24h")
   .option("--round-interval <duration>", "time between rounds", "60s")
   .option("--json", "machine-readable output")
-  .action(async (o: { config: string; duration: string; roundInterval: string; json?: boolean }) => {
-    const config = await loadConfigOrFail(o.config);
+  .action(async (o: { config: string; scenario?: string; duration: string; roundInterval: string; json?: boolean }) => {
     const durationMs = parseDuration(o.duration, "--duration");
     const roundIntervalMs = parseDuration(o.roundInterval, "--round-interval");
+    const config = await loadConfigOrFail(o.scenario ?? o.config);
+    if (o.scenario !== undefined && !config.scenario) throw new CliError(`${o.scenario}: expected a scenario: section (see config/scenarios/)`, EX_CONFIG);
     const { simulate } = await import("../daemon/simulate.js");
     const report = await simulate(config, durationMs, roundIntervalMs);
     if (o.json) return print(JSON.stringify(report, null, 2));
@@ -190,6 +207,7 @@ program
       table(
         ["metric", "value"],
         [
+          ...(report.scenario ? [["scenario", report.scenario.name]] : []),
           ["simulated hours", report.durationHours],
           ["rounds", report.rounds],
           ["migrations", `${report.migrations.total} ${JSON.stringify(report.migrations.byOutcome)}`],
@@ -197,6 +215,7 @@ program
           ["hotspot host-minutes", report.hotspotHostMinutes],
           ["cpu imbalance mean / max", `${report.imbalance.meanCpu} / ${report.imbalance.maxCpu}`],
           ["memory imbalance mean / max", `${report.imbalance.meanMemory} / ${report.imbalance.maxMemory}`],
+          ["ping-pongs (back within 6 h)", report.pingPongs],
           ["blocked (by reason)", JSON.stringify(report.blockedByReason)],
           ["convergence failures", report.convergenceFailures],
         ],

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { policyConfigSchema } from "../policies/registry.js";
 import { MIGRATION_FLAGS } from "../drivers/driver.js";
 import { validate as validateCron } from "node-cron";
+import { scenarioSchema, type Scenario } from "./scenario.js";
 
 // Custom messages are phrased "expected …": the loader prints them as "got <value>, expected …".
 
@@ -43,6 +44,36 @@ function uniqueNames(items: readonly { name: string }[], path: (string | number)
   }
 }
 
+/** Simulated host names: `<cell>-h<N>`, N from 1. */
+function simHostNames(sim: z.output<typeof simSchema>): Set<string> {
+  return new Set(sim.cells.flatMap((cell) => Array.from({ length: cell.hosts }, (_, i) => `${cell.name}-h${i + 1}`)));
+}
+
+const SIM_HOST_EXPECTED = "expected a simulated host name '<cell>-h<N>' with N from 1 to that cell's host count";
+
+/** A scenario runs on the simulator and names only its hosts, cells and tenants. */
+function checkScenario(scenario: Scenario, sim: z.output<typeof simSchema> | undefined, ctx: z.RefinementCtx): void {
+  if (!sim) {
+    ctx.addIssue({ code: "custom", path: ["scenario"], message: "expected a sim: section (scenarios run on the simulated cluster)" });
+    return;
+  }
+  const hosts = simHostNames(sim);
+  const tenants = new Set(sim.tenants.map((t) => t.name));
+  const host = (h: string, path: (string | number)[]): void => {
+    if (!hosts.has(h)) ctx.addIssue({ code: "custom", path: ["scenario", ...path], input: h, message: SIM_HOST_EXPECTED });
+  };
+  for (const [i, e] of scenario.events.entries()) {
+    if (e.drain !== undefined) host(e.drain, ["events", i, "drain"]);
+    if (e.undrain !== undefined) host(e.undrain, ["events", i, "undrain"]);
+    for (const [j, h] of (e.burst?.hosts ?? []).entries()) host(h, ["events", i, "burst", "hosts", j]);
+    const tenant = e.burst?.tenant;
+    if (tenant !== undefined && !tenants.has(tenant)) {
+      const known = [...tenants].join(", ") || "none declared";
+      ctx.addIssue({ code: "custom", path: ["scenario", "events", i, "burst", "tenant"], input: tenant, message: `expected a tenant of sim.tenants (${known})` });
+    }
+  }
+}
+
 export const thresholdsSchema = z
   .strictObject({
     cpuHigh: fraction.default(0.85),
@@ -76,10 +107,15 @@ const libvirtHostSchema = z.strictObject({
   uri: z.string().regex(/^qemu(\+(ssh|tls|tcp|unix))?:\/\/[^\s]*\/(system|session)(\?[^\s]*)?$/, "expected a libvirt URI such as qemu+tls://host/system or qemu+ssh://root@host/system"),
   cell: name.optional(),
   sharedStorage: z.array(z.string().min(1)).default([]),
-  /** Where host CPU load comes from: node statistics, or the sum of its domains' CPU time. */
-  loadSource: z.enum(["node", "domains"]).default("node"),
+  /** Where host CPU load and memory come from: libvirt node statistics, the sum of its domains, or /proc over SSH. */
+  loadSource: z.enum(["node", "domains", "proc"]).default("node"),
   ssh: sshSchema.optional(),
-});
+  /** The host's qemu.conf migration_port_min/max (preflight checks them open from other hosts); libvirt's default 49152–49215 when absent. */
+  migrationPorts: z
+    .strictObject({ min: z.number().int().min(1).max(65535), max: z.number().int().min(1).max(65535) })
+    .refine((r) => r.min <= r.max, { message: "expected min ≤ max", path: ["max"] })
+    .optional(),
+}).refine((h) => h.loadSource !== "proc" || h.ssh !== undefined, { message: "expected an ssh section: loadSource proc reads /proc over SSH", path: ["loadSource"] });
 
 const xenPoolSchema = z.strictObject({
   name,
@@ -102,6 +138,18 @@ const simCellSchema = z.strictObject({
   vmsPerHost: z.number().int().min(0).max(500).default(10),
   /** Shared storage all hosts of the cell mount; omit for local disks only. */
   sharedStorage: z.string().min(1).nullable().default("nfs-1"),
+  /** Mean share of host memory the VMs take (each host within ±0.1 of it): 0.8 and up is a cluster near full. */
+  memoryFill: z.number().min(0.2).max(0.9).default(0.6),
+  /** When the cell's load wave peaks: minutes after midnight UTC (for a period that divides a day), modulo the period; seeded when absent. */
+  wavePeakMinute: z.number().min(0).optional(),
+});
+
+const simTenantSchema = z.strictObject({
+  /** VMs of the tenant carry the tag `tenant=<name>` (scenario bursts pick them by it). */
+  name,
+  /** Fraction of the VMs (of `cells`, or of every cell) that belong to it, drawn from the seed. */
+  share: z.number().gt(0).max(1),
+  cells: z.array(name).min(1).optional(),
 });
 
 export const simSchema = z.strictObject({
@@ -121,6 +169,8 @@ export const simSchema = z.strictObject({
   hotHosts: z.array(name).default([]),
   /** Seconds for QEMU to start and stop around a migration. */
   migrationOverheadSec: z.number().min(0).default(1.5),
+  /** Tenants: tagged groups of VMs (a bursty tenant in a scenario). */
+  tenants: z.array(simTenantSchema).default([]),
 });
 
 export const migrationSchema = z.strictObject({
@@ -166,6 +216,10 @@ export const guardsSchema = z.strictObject({
   hostFailureLimit: z.number().int().min(1).default(3),
   /** …is neither source nor destination until this long after its last failure. */
   hostBackoffMinutes: z.number().min(0).default(30),
+  /** A host that took part (source or destination) in this many migrations in the last hour takes part in no more; drains are exempt. */
+  maxMigrationsPerHostPerHour: z.number().int().min(1).default(6),
+  /** A VM does not return to a host it left within this long (0 turns the check off); drains are exempt. */
+  returnCooldownMinutes: z.number().min(0).default(360),
 });
 
 export const configSchema = z
@@ -215,6 +269,8 @@ export const configSchema = z
     history: z
       .strictObject({
         sampleRetentionHours: positive.default(48),
+        /** Rounds and their decisions older than this are deleted (the migration journal and events are kept). */
+        roundRetentionDays: positive.default(90),
       })
       .prefault({}),
     /** SIGTERM (systemctl stop): scheduling stops at once; then the migration in flight, if any, is… */
@@ -227,11 +283,18 @@ export const configSchema = z
       })
       .prefault({}),
     sim: simSchema.optional(),
+    /** A timeline for `ballast simulate --scenario` (ignored by `run`). */
+    scenario: scenarioSchema.optional(),
     libvirt: z
       .strictObject({
         /** qemu+tcp:// carries guest memory unencrypted; refused unless this is set. */
         allowInsecureTransport: z.boolean().default(false),
         hosts: z.array(libvirtHostSchema).min(1),
+        /** Where instance disks live (the seed's NOVA-INST-DIR/instances); preflight checks it is shared and searchable. */
+        instancesDir: z.string().regex(/^\//, "expected an absolute path").default("/var/lib/libvirt/images"),
+        /** Service users and groups whose UID/GID must match on every host (the seed: permissions on the shared mount). */
+        serviceUsers: z.array(z.string().min(1)).default(["libvirt-qemu"]),
+        serviceGroups: z.array(z.string().min(1)).default(["kvm"]),
       })
       .optional(),
     xenserver: z.strictObject({ pools: z.array(xenPoolSchema).min(1) }).optional(),
@@ -249,18 +312,25 @@ export const configSchema = z
     }
     if (c.sim) {
       uniqueNames(c.sim.cells, ["sim", "cells"], "cell", ctx);
-      const simHosts = new Set(c.sim.cells.flatMap((cell) => Array.from({ length: cell.hosts }, (_, i) => `${cell.name}-h${i + 1}`)));
+      const simHosts = simHostNames(c.sim);
+      const cells = new Set(c.sim.cells.map((cell) => cell.name));
+      for (const [i, t] of c.sim.tenants.entries()) {
+        for (const [j, cell] of (t.cells ?? []).entries()) {
+          if (!cells.has(cell)) ctx.addIssue({ code: "custom", path: ["sim", "tenants", i, "cells", j], input: cell, message: "expected the name of a cell in sim.cells" });
+        }
+      }
       for (const [i, h] of c.sim.hotHosts.entries()) {
         if (!simHosts.has(h)) {
           ctx.addIssue({
             code: "custom",
             path: ["sim", "hotHosts", i],
             input: h,
-            message: "expected a simulated host name '<cell>-h<N>' with N from 1 to that cell's host count",
+            message: SIM_HOST_EXPECTED,
           });
         }
       }
     }
+    if (c.scenario) checkScenario(c.scenario, c.sim, ctx);
     if (c.libvirt) uniqueNames(c.libvirt.hosts, ["libvirt", "hosts"], "host", ctx);
     if (c.xenserver) uniqueNames(c.xenserver.pools, ["xenserver", "pools"], "pool", ctx);
     for (const [i, h] of (c.libvirt?.hosts ?? []).entries()) {

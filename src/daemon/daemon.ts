@@ -85,6 +85,9 @@ export class Daemon {
   private pending: string | undefined;
   private stopping = false;
   private lastBlocked = new Map<string, string>();
+  private unknownFlagHosts = new Set<HostId>();
+  /** The last flag change's handling (driver told, round run): rescanFlags waits for it. */
+  private flagHandling: Promise<void> = Promise.resolve();
   readonly startedAt: number;
   lastSnapshot: ClusterSnapshot | undefined;
   lastPlan: Plan | undefined;
@@ -138,10 +141,49 @@ export class Daemon {
           deps.store.recordEvent({ at, kind: "flag-cleared", host: h, message: "maintenance flag removed" });
           deps.log.info({ host: h }, "maintenance flag cleared");
         }
-        void this.trigger("flag");
+        // The hypervisor hears of the drain first (XAPI: host.disable), so the round plans on what it will do.
+        this.flagHandling = this.applyMaintenance(change.set.map((f) => f.host), change.cleared).then(() => this.trigger("flag"));
       },
-      (e) => deps.log.warn({ err: e }, "maintenance flag scan failed"),
+      (e) => {
+        deps.log.warn({ err: e, dir: this.config.maintenanceDir }, "maintenance flag scan failed; flags in force are kept");
+        deps.store.recordEvent({ at: deps.clock.now(), kind: "flag-scan-failed", message: e instanceof Error ? e.message : String(e) });
+      },
+      (entries) => {
+        for (const { name, why } of entries) {
+          deps.log.warn({ entry: name, why }, "maintenance flag directory entry ignored");
+          deps.store.recordEvent({ at: deps.clock.now(), kind: "flag-ignored", message: `${name}: ${why}` });
+        }
+      },
     );
+  }
+
+  /** Tells the driver about hosts entering and leaving maintenance; a failure is logged and recorded, never fatal. */
+  private async applyMaintenance(set: readonly HostId[], cleared: readonly HostId[]): Promise<void> {
+    const { driver, store, log, clock } = this.deps;
+    if (!driver.setMaintenance) return;
+    const calls = [...set.map((h) => [h, true] as const), ...cleared.map((h) => [h, false] as const)];
+    for (const [host, on] of calls) {
+      try {
+        await driver.setMaintenance(host, on);
+      } catch (e) {
+        const message = `could not ${on ? "disable" : "re-enable"} ${host} on the hypervisor: ${e instanceof Error ? e.message : String(e)}`;
+        log.warn({ err: e, host }, message);
+        store.recordEvent({ at: clock.now(), kind: "maintenance-failed", host, message });
+      }
+    }
+  }
+
+  /** A flag for a host the driver does not report is kept (the host may come back) and reported once. */
+  private reportUnknownFlags(snapshot: ClusterSnapshot): void {
+    const { store, log, clock } = this.deps;
+    const known = new Set<HostId>(snapshot.hosts.map((h) => h.name));
+    const unknown = new Set([...this.flags.flags.keys()].filter((h) => !known.has(h)));
+    for (const host of unknown) {
+      if (this.unknownFlagHosts.has(host)) continue;
+      log.warn({ host }, "maintenance flag names a host the cluster does not have");
+      store.recordEvent({ at: clock.now(), kind: "flag-unknown-host", host, message: "maintenance flag for a host not in the cluster (kept in case it appears)" });
+    }
+    this.unknownFlagHosts = unknown;
   }
 
   private historyWindowMs(): number {
@@ -163,6 +205,15 @@ export class Daemon {
     await reconcile({ store, driver, clock, log });
     this.history.seed(store.hostLoadHistory(clock.now() - this.historyWindowMs()));
     await this.flags.start();
+  }
+
+  /**
+   * Re-reads the maintenance flags now, as the directory watch would, and resolves once the round a change
+   * triggers has run (`ballast simulate` drains on a virtual clock, where neither watch nor rescan timer keeps pace).
+   */
+  async rescanFlags(): Promise<void> {
+    await this.flags.rescan();
+    await this.flagHandling;
   }
 
   /** Takes effect at the next round. */
@@ -211,6 +262,7 @@ export class Daemon {
         throw e;
       }
       const snapshot = withMaintenance(sampled, this.flags.flags);
+      this.reportUnknownFlags(sampled);
       const now = clock.now();
       this.history.record(snapshot, now);
       store.recordSamples(
@@ -219,6 +271,7 @@ export class Daemon {
       );
       store.recordImbalance(now, imbalance(snapshot).map((c) => ({ cell: c.cell, cpu: c.cpu, memory: c.memory })));
       store.pruneSamples(now - config.history.sampleRetentionHours * 3_600_000);
+      store.pruneRounds(now - config.history.roundRetentionDays * 86_400_000);
       metrics.observeSnapshot(snapshot);
       this.lastSnapshot = snapshot;
       this.lastActivityAt = clock.now();
@@ -233,9 +286,13 @@ export class Daemon {
         nowMs: now,
         exclude: guards.exclude,
         excludeHost: guards.excludeHost,
+        excludeDestination: guards.excludeDestination,
+        tags: config.policies.affinity.tags,
       });
       this.lastPlan = result;
       for (const r of guards.refusals()) metrics.refused(r);
+      // Moves a policy held back (not sustained yet, below minImprovement) count as refusals too.
+      for (const n of result.notes ?? []) if (n.held) metrics.refused(n.code);
       metrics.observePlan(result.moves, result.blocked, this.drainBlocked(snapshot, result));
       this.recordBlocked(roundId, result, now);
       const planMs = clock.now() - startedAt;
