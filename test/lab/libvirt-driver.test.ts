@@ -3,6 +3,7 @@
  * driver contract, and the issue's done-when cases — a drain by the real daemon, a non-converging guest ended by
  * the convergence guard, block migration, a cold move, and cells. Real time throughout: these are real migrations.
  */
+import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,6 +20,7 @@ import { hostId, type ClusterSnapshot, type Vm } from "../../src/model/index.js"
 import { openHistory } from "../../src/store/index.js";
 import { realClock } from "../../src/util/clock.js";
 import { driverContract, settle, type DriverFixture } from "../contract/driver-contract.js";
+import { ROOT } from "../helpers/cli.js";
 import { CountingDriver, testConfig } from "../helpers/daemon-fixture.js";
 import { labPrerequisites, startLab, type Lab, type LabHostName } from "./lab.js";
 
@@ -324,6 +326,31 @@ describe("libvirt driver on the lab", { timeout: 120_000 }, () => {
       }
       expect(accepted() - before, readFileSync(sshLog, "utf8").slice(-3000)).toBe(1);
     }, 60_000);
+
+    it("a process that used the driver exits by itself, cleanly, whether or not it closed the driver", () => {
+      // Node finalizes the binding's event listeners at exit; releasing one again from a freed connection aborted.
+      const child = (close: boolean): ReturnType<typeof spawnSync> =>
+        spawnSync(
+          process.execPath,
+          [
+            "--input-type=module",
+            "-e",
+            `import { createLibvirtDriver } from "${ROOT}dist/src/drivers/libvirt/index.js";
+             import { configSchema } from "${ROOT}dist/src/config/index.js";
+             import { realClock } from "${ROOT}dist/src/util/clock.js";
+             const d = await createLibvirtDriver(configSchema.shape.libvirt.unwrap().parse(JSON.parse(process.argv[1])), { clock: realClock });
+             await d.sample();
+             if (process.argv[2] === "close") await d.close();`,
+            JSON.stringify(lab.libvirtConfig()),
+            close ? "close" : "keep",
+          ],
+          { encoding: "utf8", timeout: 30_000 },
+        );
+      for (const close of [true, false]) {
+        const r = child(close);
+        expect({ close, status: r.status, signal: r.signal, stderr: r.stderr }).toEqual({ close, status: 0, signal: null, stderr: "" });
+      }
+    }, 90_000);
 
     it("a host whose libvirtd stops answering is sampled unreachable within the sample timeout, and reachable once it answers", async () => {
       const d = await createLibvirtDriver(libvirtConfig(), { clock: realClock });

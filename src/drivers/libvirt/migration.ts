@@ -240,17 +240,21 @@ export class LibvirtMigration implements MigrationHandle {
     };
   }
 
-  /** The finished job's statistics: the job-completed event (works after post-copy too), else the destination's. */
+  /**
+   * The finished job's statistics: the destination's completed job (there at once for a pre-copy migration), else
+   * the job-completed event (works after post-copy too), which may arrive later: waiting for it first cost ~1 s a move.
+   */
   private async completedStats(): Promise<TypedParams | undefined> {
     const { clock, dest, uuid } = this.ctx;
+    const r = await dest.call((c) => c.getJobStats(uuid, { completed: true })).catch(() => undefined);
+    if (r && r.type === JobType.COMPLETED && Object.keys(r.params).length > 0) return r.params;
     for (let waited = 0; waited <= EVENT_WAIT_MS; waited += ACCEPT_POLL_MS) {
       const ev = this.ctx.completedEvent(this.startedAt);
       if (ev) return ev;
       if (this.offline) break;
       await clock.sleep(ACCEPT_POLL_MS);
     }
-    const r = await dest.call((c) => c.getJobStats(uuid, { completed: true })).catch(() => undefined);
-    return r && r.type === JobType.COMPLETED && Object.keys(r.params).length > 0 ? r.params : undefined;
+    return undefined;
   }
 }
 

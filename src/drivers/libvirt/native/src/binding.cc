@@ -9,6 +9,7 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
+#include <atomic>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -83,17 +84,28 @@ void startEventLoop() {
 
 // ------------------------------------------------------------------ connection state
 
+// Set by an env cleanup hook: once Node tears the environment down it finalizes every thread-safe function itself,
+// and releasing one then (from a connection state freed by a finalizer) aborts the process at exit.
+std::atomic<bool> envTeardown{false};
+
 struct ConnState {
   std::mutex mu;
   virConnectPtr conn = nullptr;  // null once closed
   std::vector<int> eventIds;
   bool closeCallbackRegistered = false;
+  // Guards the listener, so no event is posted to it after its release (events come on libvirt's loop thread).
+  std::mutex listenerMu;
   bool hasListener = false;
   Napi::ThreadSafeFunction listener;
 
-  ~ConnState() {
-    if (hasListener) listener.Release();
+  void releaseListener() {
+    std::lock_guard<std::mutex> lock(listenerMu);
+    if (!hasListener) return;
+    hasListener = false;
+    if (!envTeardown) listener.Release();
   }
+
+  ~ConnState() { releaseListener(); }
 };
 using StatePtr = std::shared_ptr<ConnState>;
 
@@ -181,6 +193,7 @@ JV domainSummary(virDomainPtr d) {
 void shutdown(ConnState& s);
 
 void emit(ConnState& s, JV event) {
+  std::lock_guard<std::mutex> lock(s.listenerMu);
   if (!s.hasListener) return;
   auto* payload = new JV(std::move(event));
   const napi_status st = s.listener.NonBlockingCall(payload, [](Napi::Env env, Napi::Function fn, JV* p) {
@@ -238,6 +251,7 @@ void shutdown(ConnState& s) {
   if (closeCb) virConnectUnregisterCloseCallback(c, onClose);
   virConnectClose(c);
   virResetLastError();
+  s.releaseListener();
 }
 
 // ------------------------------------------------------------------ promise plumbing
@@ -912,6 +926,7 @@ Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   startEventLoop();
+  napi_add_env_cleanup_hook(env, [](void*) { envTeardown = true; }, nullptr);
   auto* data = new AddonData();
   data->connectionCtor = Napi::Persistent(Connection::Define(env));
   env.SetInstanceData(data);
