@@ -38,3 +38,25 @@ export function hostWith(host: Host, fp: Footprint, sign: 1 | -1): Host {
 
 export const memoryFraction = (host: Pick<Host, "memoryMiB" | "memoryUsedMiB">): number =>
   host.memoryMiB > 0 ? host.memoryUsedMiB / host.memoryMiB : 1;
+
+/** What a group of hosts holds and offers in total: CPUs of demand and capacity, MiB of memory used and installed. */
+export interface LoadTotals {
+  readonly cpuDemand: number;
+  readonly cpus: number;
+  readonly memoryUsedMiB: number;
+  readonly memoryMiB: number;
+}
+
+export function loadTotals(hosts: readonly Pick<Host, "cpus" | "cpuLoad" | "memoryUsedMiB" | "memoryMiB">[]): LoadTotals {
+  let cpuDemand = 0;
+  let cpus = 0;
+  let memoryUsedMiB = 0;
+  let memoryMiB = 0;
+  for (const h of hosts) {
+    cpuDemand += h.cpuLoad * h.cpus;
+    cpus += h.cpus;
+    memoryUsedMiB += h.memoryUsedMiB;
+    memoryMiB += h.memoryMiB;
+  }
+  return { cpuDemand, cpus, memoryUsedMiB, memoryMiB };
+}

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { footprint, loadWith, LoadSpread, type CellId, type Host, type HostLoad, type Vm, type VmId } from "../model/index.js";
+import { footprint, loadTotals, loadWith, LoadSpread, type CellId, type Host, type HostLoad, type Vm, type VmId } from "../model/index.js";
 import type { PlanNote, Policy, PolicyDefinition, PolicyInput, Proposal, Verdict } from "./types.js";
 import { consolidationTarget, placeable } from "./consolidation.js";
 import { compareStrings } from "./text.js";
@@ -50,18 +50,9 @@ function cellState(input: PolicyInput, cell: CellId, w: { cpu: number; memory: n
   if (input.parkEmptyHosts && consolidationTarget(input, cell)) return undefined;
   const hosts = view.hostsInCell(cell).filter((h) => placeable(h) && (!input.parkEmptyHosts || view.vmsOn(h.name).length > 0));
   if (hosts.length < 2) return undefined;
-  let cpuDemand = 0;
-  let cpus = 0;
-  let memUsed = 0;
-  let mem = 0;
-  for (const h of hosts) {
-    cpuDemand += h.cpuLoad * h.cpus;
-    cpus += h.cpus;
-    memUsed += h.memoryUsedMiB;
-    mem += h.memoryMiB;
-  }
+  const { cpuDemand, cpus, memoryUsedMiB, memoryMiB } = loadTotals(hosts);
   const spread = new LoadSpread(hosts, w);
-  const target = spread.load({ cpuLoad: cpus > 0 ? cpuDemand / cpus : 0, memoryUsedMiB: memUsed, memoryMiB: mem });
+  const target = spread.load({ cpuLoad: cpus > 0 ? cpuDemand / cpus : 0, memoryUsedMiB, memoryMiB });
   return { cell, hosts, spread, target };
 }
 

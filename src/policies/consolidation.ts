@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { footprint, hostWith, memoryFraction, type CellId, type Host, type HostId, type HostLoad, type Vm } from "../model/index.js";
+import { footprint, hostWith, loadTotals, memoryFraction, type CellId, type Host, type HostId, type HostLoad, type Vm } from "../model/index.js";
 import type { PlanNote, Policy, PolicyDefinition, PolicyInput, Proposal, Thresholds } from "./types.js";
 import { compareStrings, pct } from "./text.js";
 
@@ -38,16 +38,7 @@ export function consolidationTarget(input: PolicyInput, cell: CellId): Consolida
   const { view, thresholds: t } = input;
   const active = view.hostsInCell(cell).filter((h) => placeable(h) && view.vmsOn(h.name).length > 0);
   if (active.length < 2) return undefined;
-  let cpuDemand = 0;
-  let cpus = 0;
-  let memUsed = 0;
-  let mem = 0;
-  for (const h of active) {
-    cpuDemand += h.cpuLoad * h.cpus;
-    cpus += h.cpus;
-    memUsed += h.memoryUsedMiB;
-    mem += h.memoryMiB;
-  }
+  const { cpuDemand, cpus, memoryUsedMiB: memUsed, memoryMiB: mem } = loadTotals(active);
   const byFullness = [...active].sort((a, b) => fullness(a, t) - fullness(b, t) || compareStrings(a.name, b.name));
   for (const source of byFullness.slice(0, MAX_TRIED)) {
     // In total first: the others under the low band must hold their load and the source's VMs (not its own overhead).

@@ -17,7 +17,7 @@ import { Metrics } from "../../src/daemon/metrics.js";
 import type { Driver, MigrationFlag, MigrationRequest } from "../../src/drivers/driver.js";
 import { createLibvirtDriver, type LibvirtConfig } from "../../src/drivers/libvirt/index.js";
 import { hostId, type ClusterSnapshot, type Vm } from "../../src/model/index.js";
-import { openHistory } from "../../src/store/index.js";
+import { openHistory, type HistoryStore } from "../../src/store/index.js";
 import { realClock } from "../../src/util/clock.js";
 import { driverContract, settle, type DriverFixture } from "../contract/driver-contract.js";
 import { ROOT } from "../helpers/cli.js";
@@ -62,6 +62,25 @@ async function expectRunningOn(host: LabHostName, guest: string): Promise<void> 
   const b = await lab.counters(host, guest);
   expect(b.magic).toBe(0xba11a570);
   expect(b.ticks).toBeGreaterThan(a.ticks);
+}
+
+/** The real daemon over a fresh driver for the lab; its log is kept so a failure shows what it decided. */
+async function labDaemon(config: ReturnType<typeof testConfig>): Promise<{ daemon: Daemon; counting: CountingDriver; store: HistoryStore; logTail: () => string; stop: () => Promise<void> }> {
+  const counting = new CountingDriver(await createLibvirtDriver(libvirtConfig(), { clock: realClock }));
+  const store = openHistory(join(config.stateDir, "ballast.db"));
+  const logLines: string[] = [];
+  const log = pino({ level: "info" }, { write: (line: string) => void logLines.push(line) });
+  const daemon = new Daemon({ config, driver: counting, store, clock: realClock, log, metrics: new Metrics(false) });
+  return {
+    daemon,
+    counting,
+    store,
+    logTail: () => logLines.slice(-30).join(""),
+    stop: async () => {
+      await daemon.stop();
+      await counting.close();
+    },
+  };
 }
 
 async function until(what: string, pred: () => Promise<boolean>, timeoutMs: number): Promise<void> {
@@ -116,12 +135,7 @@ describe("libvirt driver on the lab", { timeout: 120_000 }, () => {
       for (const name of ["dr-1", "dr-2", "dr-3"]) await lab.defineGuest("h3", { name, kind: "idle" });
       const stateDir = mkdtempSync(join(dir, "drain-"));
       const config = testConfig(stateDir, { sim: undefined, libvirt: libvirtSection(), migration: { pollIntervalMs: 500 } });
-      const counting = new CountingDriver(await createLibvirtDriver(libvirtConfig(), { clock: realClock }));
-      const store = openHistory(join(stateDir, "ballast.db"));
-      // The daemon's log is kept so a failure shows what it decided.
-      const logLines: string[] = [];
-      const log = pino({ level: "info" }, { write: (line: string) => void logLines.push(line) });
-      const daemon = new Daemon({ config, driver: counting, store, clock: realClock, log, metrics: new Metrics(false) });
+      const { daemon, counting, store, logTail, stop } = await labDaemon(config);
       try {
         await daemon.start();
         writeFileSync(join(config.maintenanceDir, "h3"), "lab drain\n");
@@ -130,11 +144,10 @@ describe("libvirt driver on the lab", { timeout: 120_000 }, () => {
           return !daemon.busy;
         };
         await until("h3 drained", gone, 180_000).catch((e: unknown) => {
-          throw new Error(`${String(e)}\ndaemon log:\n${logLines.slice(-30).join("")}`);
+          throw new Error(`${String(e)}\ndaemon log:\n${logTail()}`);
         });
       } finally {
-        await daemon.stop();
-        await counting.close();
+        await stop();
         store.close();
       }
       expect(counting.maxActiveMigrations).toBe(1);
@@ -255,11 +268,7 @@ describe("libvirt driver on the lab", { timeout: 120_000 }, () => {
         policies: { "hotspot-relief": { sustainMinutes: 0 } },
         migration: { pollIntervalMs: 500 },
       });
-      const counting = new CountingDriver(await createLibvirtDriver(libvirtConfig(), { clock: realClock }));
-      const store = openHistory(join(stateDir, "ballast.db"));
-      const logLines: string[] = [];
-      const log = pino({ level: "info" }, { write: (line: string) => void logLines.push(line) });
-      const daemon = new Daemon({ config, driver: counting, store, clock: realClock, log, metrics: new Metrics(false) });
+      const { daemon, counting, store, logTail, stop } = await labDaemon(config);
       try {
         await daemon.start();
         // Rounds as the schedule would run them (the cron schedule lives in the service, not the Daemon).
@@ -274,11 +283,10 @@ describe("libvirt driver on the lab", { timeout: 120_000 }, () => {
         await until("a migration off h2", relieved, 240_000).catch((e: unknown) => {
           const hosts = daemon.lastSnapshot?.hosts.map((h) => `${h.name} cpu ${h.cpuLoad} of ${h.cpus}`).join("; ");
           const vms = daemon.lastSnapshot?.vms.filter((v) => v.state === "running").map((v) => `${v.name}@${v.host} ${v.cpuLoad}`).join("; ");
-          throw new Error(`${String(e)}\nhosts: ${hosts}\nvms: ${vms}\nplan: ${JSON.stringify(daemon.lastPlan)}\ndaemon log:\n${logLines.slice(-30).join("")}`);
+          throw new Error(`${String(e)}\nhosts: ${hosts}\nvms: ${vms}\nplan: ${JSON.stringify(daemon.lastPlan)}\ndaemon log:\n${logTail()}`);
         });
       } finally {
-        await daemon.stop();
-        await counting.close();
+        await stop();
       }
       const journal = store.recentMigrations(10);
       store.close();

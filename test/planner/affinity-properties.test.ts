@@ -1,10 +1,10 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { plan, type Plan } from "../../src/daemon/planner.js";
-import { applyMove, memoryFraction, type ClusterSnapshot, type Host, type Vm } from "../../src/model/index.js";
+import { applyMove, memoryFraction, type ClusterSnapshot, type Vm } from "../../src/model/index.js";
 import { enabledPolicies, policyConfigSchema } from "../../src/policies/registry.js";
 import { globMatch } from "../../src/policies/glob.js";
-import { cluster, host, planOpts, T, vm } from "./fixtures.js";
+import { arbitraryCluster, planOpts, T } from "./fixtures.js";
 
 /** Tags drawn rarely enough that most VMs have none, often enough that every rule meets every other. */
 const arbTags = fc.subarray(
@@ -51,29 +51,7 @@ const arbCluster: fc.Arbitrary<ClusterSnapshot> = fc
       { maxLength: 30 },
     ),
   })
-  .map(({ hosts, vms }) => {
-    const hs: Host[] = hosts.map((h, i) =>
-      host(`h${i}`, {
-        cell: h.cell,
-        cpus: h.cpus,
-        memoryMiB: h.memoryMiB,
-        cpuLoad: h.baseCpu,
-        memoryUsedMiB: Math.round(h.baseMem * h.memoryMiB),
-        maintenance: h.maintenance,
-        reachable: h.reachable,
-      }),
-    );
-    const vs: Vm[] = vms.map((v, j) =>
-      vm(`v${j}`, `h${v.at % hs.length}`, {
-        state: v.state,
-        vcpus: v.vcpus,
-        cpuLoad: v.state === "running" ? Math.round(v.vcpus * v.util * 100) / 100 : 0,
-        memoryMiB: v.memoryMiB,
-        tags: v.tags,
-      }),
-    );
-    return cluster(hs, vs);
-  });
+  .map(arbitraryCluster);
 
 const POLICY_SETS = {
   all: enabledPolicies(policyConfigSchema.parse({ balance: { enabled: true, maxImbalance: 0.05 }, consolidation: { enabled: true } })),

@@ -69,6 +69,59 @@ export function cluster(hosts: readonly Host[], vms: readonly Vm[]): ClusterSnap
 }
 
 /** A snapshot taken as given (host loads not recomputed). */
+/** A random host as property tests draw it: load as fractions of its capacity. */
+export interface ArbHost {
+  readonly cell: string;
+  readonly cpus: number;
+  readonly memoryMiB: number;
+  readonly baseCpu: number;
+  readonly baseMem: number;
+  readonly maintenance: boolean;
+  readonly reachable: boolean;
+  readonly mounts?: readonly string[];
+}
+
+/** A random VM: `at` picks its host (modulo), `util` its CPU use per vCPU; storage "local", "volume" or a shared id. */
+export interface ArbVm {
+  readonly at: number;
+  readonly state: Vm["state"];
+  readonly vcpus: number;
+  readonly util: number;
+  readonly memoryMiB: number;
+  readonly storage?: string;
+  readonly tags: readonly string[];
+}
+
+/** The cluster property tests plan on, from what fast-check drew (hosts h0…, VMs v0…). */
+export function arbitraryCluster({ hosts, vms }: { hosts: readonly ArbHost[]; vms: readonly ArbVm[] }): ClusterSnapshot {
+  const hs: Host[] = hosts.map((h, i) =>
+    host(`h${i}`, {
+      cell: h.cell,
+      cpus: h.cpus,
+      memoryMiB: h.memoryMiB,
+      cpuLoad: h.baseCpu,
+      memoryUsedMiB: Math.round(h.baseMem * h.memoryMiB),
+      maintenance: h.maintenance,
+      reachable: h.reachable,
+      ...(h.mounts && { sharedStorage: h.mounts }),
+    }),
+  );
+  const vs: Vm[] = vms.map((v, j) =>
+    vm(`v${j}`, `h${v.at % hs.length}`, {
+      state: v.state,
+      vcpus: v.vcpus,
+      cpuLoad: v.state === "running" ? Math.round(v.vcpus * v.util * 100) / 100 : 0,
+      memoryMiB: v.memoryMiB,
+      ...(v.storage !== undefined && {
+        storage: v.storage === "local" || v.storage === "volume" ? { kind: v.storage } : { kind: "shared", id: v.storage },
+        volumes: v.storage === "volume" ? 1 : 0,
+      }),
+      tags: v.tags,
+    }),
+  );
+  return cluster(hs, vs);
+}
+
 export const raw = (hosts: readonly Host[], vms: readonly Vm[]): ClusterSnapshot => ({ takenAt: new Date(NOW).toISOString(), hosts, vms });
 
 export const viewOf = (s: ClusterSnapshot): PlanState => new PlanState(s);

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { plan } from "../../src/daemon/planner.js";
-import { applyMove, memoryFraction, type ClusterSnapshot, type Host, type Vm } from "../../src/model/index.js";
+import { applyMove, memoryFraction, type ClusterSnapshot } from "../../src/model/index.js";
 import type { MigrationPolicy } from "../../src/daemon/migration-kind.js";
-import { cluster, host, planOpts, T, vm } from "./fixtures.js";
+import { arbitraryCluster, planOpts, T } from "./fixtures.js";
 
 /** Random small clusters: 1–3 cells, 2–8 hosts, 0–24 VMs of every state and storage kind. */
 const arbCluster: fc.Arbitrary<ClusterSnapshot> = fc
@@ -34,32 +34,7 @@ const arbCluster: fc.Arbitrary<ClusterSnapshot> = fc
       { maxLength: 24 },
     ),
   })
-  .map(({ hosts, vms }) => {
-    const hs: Host[] = hosts.map((h, i) =>
-      host(`h${i}`, {
-        cell: h.cell,
-        cpus: h.cpus,
-        memoryMiB: h.memoryMiB,
-        cpuLoad: h.baseCpu,
-        memoryUsedMiB: Math.round(h.baseMem * h.memoryMiB),
-        maintenance: h.maintenance,
-        reachable: h.reachable,
-        sharedStorage: h.mounts,
-      }),
-    );
-    const vs: Vm[] = vms.map((v, j) =>
-      vm(`v${j}`, `h${v.at % hs.length}`, {
-        state: v.state,
-        vcpus: v.vcpus,
-        cpuLoad: v.state === "running" ? Math.round(v.vcpus * v.util * 100) / 100 : 0,
-        memoryMiB: v.memoryMiB,
-        storage: v.storage === "local" || v.storage === "volume" ? { kind: v.storage } : { kind: "shared", id: v.storage },
-        volumes: v.storage === "volume" ? 1 : 0,
-        tags: v.tags,
-      }),
-    );
-    return cluster(hs, vs);
-  });
+  .map(arbitraryCluster);
 
 const arbMigration: fc.Arbitrary<MigrationPolicy> = fc.record({
   allowBlockMigration: fc.boolean(),
