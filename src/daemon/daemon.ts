@@ -86,6 +86,8 @@ export class Daemon {
   private stopping = false;
   private lastBlocked = new Map<string, string>();
   private unknownFlagHosts = new Set<HostId>();
+  /** Hosts left disabled on the hypervisor for a flag that is gone have been looked for (once per start). */
+  private staleMaintenanceChecked = false;
   /** The last flag change's handling (driver told, round run): rescanFlags waits for it. */
   private flagHandling: Promise<void> = Promise.resolve();
   readonly startedAt: number;
@@ -134,11 +136,11 @@ export class Daemon {
       (change) => {
         const at = deps.clock.now();
         for (const f of change.set) {
-          deps.store.recordEvent({ at, kind: "flag-set", host: f.host, message: f.reason || "maintenance flag set" });
+          this.record((store) => store.recordEvent({ at, kind: "flag-set", host: f.host, message: f.reason || "maintenance flag set" }));
           deps.log.info({ host: f.host, reason: f.reason }, "maintenance flag set");
         }
         for (const h of change.cleared) {
-          deps.store.recordEvent({ at, kind: "flag-cleared", host: h, message: "maintenance flag removed" });
+          this.record((store) => store.recordEvent({ at, kind: "flag-cleared", host: h, message: "maintenance flag removed" }));
           deps.log.info({ host: h }, "maintenance flag cleared");
         }
         // The hypervisor hears of the drain first (XAPI: host.disable), so the round plans on what it will do.
@@ -146,12 +148,12 @@ export class Daemon {
       },
       (e) => {
         deps.log.warn({ err: e, dir: this.config.maintenanceDir }, "maintenance flag scan failed; flags in force are kept");
-        deps.store.recordEvent({ at: deps.clock.now(), kind: "flag-scan-failed", message: e instanceof Error ? e.message : String(e) });
+        this.record((store) => store.recordEvent({ at: deps.clock.now(), kind: "flag-scan-failed", message: e instanceof Error ? e.message : String(e) }));
       },
       (entries) => {
         for (const { name, why } of entries) {
           deps.log.warn({ entry: name, why }, "maintenance flag directory entry ignored");
-          deps.store.recordEvent({ at: deps.clock.now(), kind: "flag-ignored", message: `${name}: ${why}` });
+          this.record((store) => store.recordEvent({ at: deps.clock.now(), kind: "flag-ignored", message: `${name}: ${why}` }));
         }
       },
     );
@@ -159,7 +161,7 @@ export class Daemon {
 
   /** Tells the driver about hosts entering and leaving maintenance; a failure is logged and recorded, never fatal. */
   private async applyMaintenance(set: readonly HostId[], cleared: readonly HostId[]): Promise<void> {
-    const { driver, store, log, clock } = this.deps;
+    const { driver, log, clock } = this.deps;
     if (!driver.setMaintenance) return;
     const calls = [...set.map((h) => [h, true] as const), ...cleared.map((h) => [h, false] as const)];
     for (const [host, on] of calls) {
@@ -168,9 +170,21 @@ export class Daemon {
       } catch (e) {
         const message = `could not ${on ? "disable" : "re-enable"} ${host} on the hypervisor: ${e instanceof Error ? e.message : String(e)}`;
         log.warn({ err: e, host }, message);
-        store.recordEvent({ at: clock.now(), kind: "maintenance-failed", host, message });
+        this.record((store) => store.recordEvent({ at: clock.now(), kind: "maintenance-failed", host, message }));
       }
     }
+  }
+
+  /**
+   * A flag removed while no instance ran, or while one was killed before telling the hypervisor, leaves the
+   * host disabled there for good. Hosts disabled but not flagged go to setMaintenance(off), which re-enables
+   * only hosts ballast itself disabled. Not while the flag directory cannot be read: that is not an undrain.
+   */
+  private async releaseStaleMaintenance(sampled: ClusterSnapshot): Promise<void> {
+    if (this.flags.scanFailing) return;
+    this.staleMaintenanceChecked = true;
+    const stale = sampled.hosts.filter((h) => h.disabled === true && !this.flags.flags.has(h.name)).map((h) => h.name);
+    if (stale.length > 0) await this.applyMaintenance([], stale);
   }
 
   /** A flag for a host the driver does not report is kept (the host may come back) and reported once. */
@@ -233,7 +247,8 @@ export class Daemon {
       let next: string | undefined = reason;
       while (next !== undefined && !this.stopping) {
         this.pending = undefined;
-        const summary = await this.round(next);
+        const trigger: string = next;
+        const summary: RoundSummary = await this.round(trigger).catch((e: unknown) => this.unrecordedRound(trigger, e));
         const more = summary.executed?.result.status === "succeeded" && summary.moves > 1;
         next = this.pending ?? (more ? "follow-up" : undefined);
       }
@@ -261,6 +276,7 @@ export class Daemon {
         metrics.driverError(driver.name);
         throw e;
       }
+      if (!this.staleMaintenanceChecked) await this.releaseStaleMaintenance(sampled);
       const snapshot = withMaintenance(sampled, this.flags.flags);
       this.reportUnknownFlags(sampled);
       const now = clock.now();
@@ -322,7 +338,7 @@ export class Daemon {
       log.error({ err: e, trigger }, "round failed");
       metrics.observeRound("error", (clock.now() - startedAt) / 1000, clock.now());
       summary = { roundId, trigger, startedAt, durationMs: clock.now() - startedAt, outcome: "error", moves: 0, blocked: 0, error };
-      store.finishRound(roundId, { finishedAt: clock.now(), outcome: "error", planned: 0, blocked: 0, error });
+      this.record((store) => store.finishRound(roundId, { finishedAt: clock.now(), outcome: "error", planned: 0, blocked: 0, error }));
     }
     this.lastRound = summary;
     this.lastActivityAt = clock.now();
@@ -360,6 +376,25 @@ export class Daemon {
     this.lastBlocked = now;
   }
 
+  /** History writes outside a round's own bookkeeping are best-effort: a full or read-only disk must not end the daemon. */
+  private record(write: (store: HistoryStore) => void): void {
+    try {
+      write(this.deps.store);
+    } catch (e) {
+      this.deps.log.error({ err: e }, "could not write to the history database");
+    }
+  }
+
+  /** A round whose start could not even be recorded (disk full): counted and logged, never an unhandled rejection. */
+  private unrecordedRound(trigger: string, e: unknown): RoundSummary {
+    const { clock, log, metrics } = this.deps;
+    const error = e instanceof Error ? e.message : String(e);
+    log.error({ err: e, trigger }, "round failed");
+    metrics.observeRound("error", 0, clock.now());
+    this.lastRound = { roundId: 0, trigger, startedAt: clock.now(), durationMs: 0, outcome: "error", moves: 0, blocked: 0, error };
+    return this.lastRound;
+  }
+
   /** A listener's failure is logged, never a round's failure. */
   private hook(fn: () => void): void {
     try {
@@ -376,7 +411,7 @@ export class Daemon {
    * executor still verifies and journals the outcome before this resolves.
    */
   async stop(policy: ShutdownPolicy = { action: "wait", timeoutMs: Infinity }): Promise<void> {
-    const { clock, log, store } = this.deps;
+    const { clock, log } = this.deps;
     this.stopping = true;
     this.flags.stop();
     const running = this.running;
@@ -395,17 +430,18 @@ export class Daemon {
       }
     }
     await this.running;
-    store.recordEvent({ at: clock.now(), kind: "stopped", message: "ballast stopped" });
+    this.record((store) => store.recordEvent({ at: clock.now(), kind: "stopped", message: "ballast stopped" }));
   }
 
   /** Asks the driver to abort the migration in flight (no-op without one); the executor records the outcome. */
   async abortInFlight(reason: string): Promise<void> {
-    const { driver, store, clock, log } = this.deps;
+    const { driver, clock, log } = this.deps;
     const f = this.inFlight;
     if (!f) return;
     log.warn({ vm: f.move.vm, host: f.move.from, to: f.move.to, migration: f.migrationId, reason }, "aborting the migration in flight");
-    store.appendMigrationEvent(f.migrationId, { at: clock.now(), kind: "note", data: { shutdown: `aborted: ${reason}` } });
-    store.recordEvent({ at: clock.now(), kind: "shutdown-abort", host: f.move.from, message: `aborting migration #${f.migrationId} of ${f.move.vm}: ${reason}` });
+    // Recorded if the disk allows; the abort itself must happen either way.
+    this.record((store) => store.appendMigrationEvent(f.migrationId, { at: clock.now(), kind: "note", data: { shutdown: `aborted: ${reason}` } }));
+    this.record((store) => store.recordEvent({ at: clock.now(), kind: "shutdown-abort", host: f.move.from, message: `aborting migration #${f.migrationId} of ${f.move.vm}: ${reason}` }));
     await driver.cancel(f.move.vm).catch((e: unknown) => log.error({ err: e, vm: f.move.vm, migration: f.migrationId }, "could not abort the migration; waiting for it to end"));
   }
 

@@ -64,6 +64,10 @@ export interface ExecutorDeps {
   readonly observer?: MigrationObserver;
 }
 
+/** How long verification waits for the VM to settle in one place after a job that did not end cleanly. */
+const VERIFY_SETTLE_MS = 30_000;
+const VERIFY_POLL_MS = 1000;
+
 /** Job statistics are journalled at most this often; guard decisions always. */
 const STATS_JOURNAL_EVERY_MS = 10_000;
 
@@ -83,6 +87,11 @@ export class Executor {
     return this.busy;
   }
 
+  /** Durations are measured on the monotonic clock when there is one (a wall-clock step must not change them). */
+  private mono(): number {
+    return this.deps.clock.monotonicMs?.() ?? this.deps.clock.now();
+  }
+
   /** `cell` is the VM's cell (for per-cell migration mode). */
   async execute(move: Move, vm: Vm, config: MigrationConfig, roundId: number | null, cell?: string): Promise<ExecutionResult> {
     if (this.busy) throw new Error("executor: a migration is already in flight");
@@ -99,6 +108,7 @@ export class Executor {
     const flags = flagsFor(move.kind, config, cell);
     const prediction = predictMigration(vm, move.kind, { ...linkAssumptions(config), suspend: !flags.includes("LIVE") });
     const startedAt = clock.now();
+    const startedMono = this.mono();
     const id = journal.recordIntent({
       roundId,
       vm: move.vm,
@@ -110,13 +120,23 @@ export class Executor {
       flags,
       startedAt,
       ...(Number.isFinite(prediction.timeMs) && { predictedMs: Math.round(prediction.timeMs) }),
-      details: { prediction },
+      // The guest's state at intent: a cold move stops a running guest, and reconciliation must start it again.
+      details: { prediction, vmState: vm.state },
     });
     observer?.onStart?.(move, id);
+    // From here on journal writes are best-effort (disk full): the migration must still be watched and verified.
+    // A record that cannot be closed stays open, and reconciliation closes it once the disk takes writes again.
+    const write = (fn: () => void): void => {
+      try {
+        fn();
+      } catch {
+        // the round's own bookkeeping fails too, and logs why
+      }
+    };
     const finish = (r: Omit<ExecutionResult, "migrationId" | "durationMs">): ExecutionResult => {
       const finishedAt = clock.now();
-      const result: ExecutionResult = { ...r, migrationId: id, durationMs: finishedAt - startedAt };
-      journal.finishMigration(id, {
+      const result: ExecutionResult = { ...r, migrationId: id, durationMs: Math.round(this.mono() - startedMono) };
+      write(() => journal.finishMigration(id, {
         status: r.status,
         finishedAt,
         actualMs: result.durationMs,
@@ -124,7 +144,7 @@ export class Executor {
         ...(r.dataMiB !== undefined && { dataMiB: r.dataMiB }),
         ...(r.passes !== undefined && { passes: r.passes }),
         ...(r.error !== undefined && { error: r.error }),
-      });
+      }));
       observer?.onFinish?.(move, result);
       return result;
     };
@@ -155,7 +175,7 @@ export class Executor {
     } catch (e) {
       return finish({ status: "failed", error: `migrate refused: ${(e as Error).message}` });
     }
-    journal.markRunning(id, clock.now());
+    write(() => journal.markRunning(id, clock.now()));
 
     const history: JobStats[] = [];
     const taken: TakenAction[] = [];
@@ -167,7 +187,7 @@ export class Executor {
     const done = handle.done
       .catch((e: unknown): MigrationOutcome => ({ status: "failed", error: String(e) }))
       .then((o) => {
-        endedAt ??= clock.now();
+        endedAt ??= this.mono();
         return o;
       });
     for (;;) {
@@ -182,9 +202,9 @@ export class Executor {
       if (stats === undefined) continue; // a failed poll is not a decision input
       history.push(stats);
       observer?.onStats?.(move, stats);
-      if (clock.now() - lastJournalled >= STATS_JOURNAL_EVERY_MS) {
-        journal.appendMigrationEvent(id, { at: clock.now(), kind: "stats", data: stats });
-        lastJournalled = clock.now();
+      if (this.mono() - lastJournalled >= STATS_JOURNAL_EVERY_MS) {
+        write(() => journal.appendMigrationEvent(id, { at: clock.now(), kind: "stats", data: stats }));
+        lastJournalled = this.mono();
       }
       const decision = this.deps.guard({
         stats: history,
@@ -198,18 +218,18 @@ export class Executor {
       if (decision.kind === "act") {
         taken.push({ action: decision.action, atSample: history.length });
         if (decision.action.kind === "pause") pausedByUs = true;
-        journal.appendMigrationEvent(id, { at: clock.now(), kind: "guard", data: { ...decision, stats } });
+        write(() => journal.appendMigrationEvent(id, { at: clock.now(), kind: "guard", data: { ...decision, stats } }));
         observer?.onGuard?.(move, decision);
         await handle.act(decision.action).catch((e: unknown) => {
-          journal.appendMigrationEvent(id, { at: clock.now(), kind: "note", data: { actFailed: String(e) } });
+          write(() => journal.appendMigrationEvent(id, { at: clock.now(), kind: "note", data: { actFailed: String(e) } }));
         });
       }
     }
 
     if (outcome.status === "succeeded" && outcome.note !== undefined) {
-      journal.appendMigrationEvent(id, { at: clock.now(), kind: "note", data: { hypervisor: outcome.note } });
+      write(() => journal.appendMigrationEvent(id, { at: clock.now(), kind: "note", data: { hypervisor: outcome.note } }));
     }
-    return finish(await this.verify(move, outcome, pausedByUs, id, endedAt ?? clock.now()));
+    return finish(await this.verify(move, outcome, pausedByUs, id, endedAt ?? this.mono()));
   }
 
   /** Where the VM really is decides the recorded outcome; a guest we paused is never left paused. */
@@ -221,20 +241,34 @@ export class Executor {
     endedAt: number,
   ): Promise<Omit<ExecutionResult, "migrationId" | "durationMs">> {
     const { driver, journal, clock } = this.deps;
-    let placements: readonly Placement[];
-    try {
-      placements = (await driver.locate(move.vm)).placements;
-    } catch (e) {
-      return { status: "failed", error: `verification failed: ${(e as Error).message}` };
+    // A failed job takes a moment to be torn down (the destination's paused incoming domain goes away, a restarted
+    // source daemon answers again; both seen on the lab): the outcome is judged where the VM settles.
+    const expected = outcome.status === "succeeded" ? move.to : move.from;
+    const settled = (p: readonly Placement[]): boolean => p.length === 1 && (p[0]?.host === expected || p[0]?.state !== "paused");
+    let placements: readonly Placement[] | undefined;
+    let lastError: unknown;
+    for (const end = this.mono() + VERIFY_SETTLE_MS; ; await clock.sleep(VERIFY_POLL_MS)) {
+      try {
+        placements = (await driver.locate(move.vm)).placements;
+        lastError = undefined;
+      } catch (e) {
+        lastError = e;
+      }
+      if ((lastError === undefined && placements !== undefined && settled(placements)) || this.mono() >= end) break;
     }
+    if (placements === undefined) return { status: "failed", error: `verification failed: ${(lastError as Error).message}` };
     const [only, ...rest] = placements;
     // A guest paused by the guard stays paused until resumed: that wait is downtime too.
     let stillPausedMs = 0;
     if (only && rest.length === 0 && pausedByUs && only.state === "paused") {
       await driver.resume(move.vm, only.host).catch((e: unknown) => {
-        journal.appendMigrationEvent(id, { at: clock.now(), kind: "note", data: { resumeFailed: String(e) } });
+        try {
+          journal.appendMigrationEvent(id, { at: clock.now(), kind: "note", data: { resumeFailed: String(e) } });
+        } catch {
+          // best-effort, as every write after the intent
+        }
       });
-      stillPausedMs = clock.now() - endedAt;
+      stillPausedMs = Math.round(this.mono() - endedAt);
     }
     const where = describe(placements);
     if (outcome.status === "succeeded") {

@@ -110,6 +110,11 @@ export class FlagWatcher {
     return this.current;
   }
 
+  /** The last scan failed: the flags in force may not be the directory's. */
+  get scanFailing(): boolean {
+    return this.lastError !== undefined;
+  }
+
   /** Never throws: a directory that cannot be created or read is reported, and rescans go on trying. */
   async start(): Promise<void> {
     try {

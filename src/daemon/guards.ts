@@ -55,7 +55,9 @@ export function moveGuards(store: HistoryStore, cfg: GuardsConfig, nowMs: number
       return refuse("unreconciled", `migration #${last.id} of ${vm} is not closed yet`);
     }
     const ended = last.finishedAt ?? last.startedAt;
-    if (last.status === "succeeded") {
+    // An interrupted record means ballast itself stopped (crash, shutdown), not that the VM resists moving: the
+    // ordinary cooldown applies, and a drain resumes at once instead of waiting out the failure back-off.
+    if (last.status === "succeeded" || last.status === "interrupted") {
       const until = ended + cfg.vmCooldownMinutes * MINUTE;
       if (nowMs < until && policy !== DRAIN) {
         return refuse("cooldown", `${vm} moved ${Math.round((nowMs - ended) / MINUTE)} min ago (cooldown ${cfg.vmCooldownMinutes} min)`);

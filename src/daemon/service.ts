@@ -129,7 +129,6 @@ export async function startDaemon(opts: RunOptions): Promise<RunningDaemon> {
       ...(config.timezone && { timezone: config.timezone }),
     });
   };
-  arm();
   notifier = opts.notifier ?? createNotifier({ onError: (m) => log.warn({ notifySocket: true }, `sd_notify: ${m}`) });
   try {
     await daemon.start();
@@ -137,6 +136,9 @@ export async function startDaemon(opts: RunOptions): Promise<RunningDaemon> {
     notifier.close();
     throw e;
   }
+  // Only now: a scheduled round during start() would reconcile the same records concurrently, and plan before
+  // the maintenance flags were read.
+  arm();
   const stopWatchdog = startWatchdog();
   void daemon.trigger("start");
 

@@ -31,8 +31,8 @@ export class CompositeDriver implements Driver {
   }
 
   async migrate(request: MigrationRequest): Promise<MigrationHandle> {
-    const part = this.owner(request.from);
-    if (this.owner(request.to) !== part) {
+    const part = await this.owner(request.from);
+    if ((await this.owner(request.to)) !== part) {
       throw new DriverError(`${request.from} and ${request.to} are managed by different drivers; no migration between them`, "cross-driver", request.to);
     }
     const h = await part.migrate(request);
@@ -51,20 +51,26 @@ export class CompositeDriver implements Driver {
   }
 
   async resume(vm: VmId, host: HostId): Promise<void> {
-    await this.owner(host).resume(vm, host);
+    await (await this.owner(host)).resume(vm, host);
+  }
+
+  async start(vm: VmId, host: HostId): Promise<void> {
+    await (await this.owner(host)).start?.(vm, host);
   }
 
   async setMaintenance(host: HostId, on: boolean): Promise<void> {
-    await this.owner(host).setMaintenance?.(host, on);
+    await (await this.owner(host)).setMaintenance?.(host, on);
   }
 
   async close(): Promise<void> {
     await Promise.all(this.parts.map((d) => d.close()));
   }
 
-  private owner(host: HostId): Driver {
+  /** Calls may come before any sample (start-up reconciliation resumes or restarts guests): sample once then. */
+  private async owner(host: HostId): Promise<Driver> {
+    if (!this.hostOwner.has(host)) await this.sample();
     const d = this.hostOwner.get(host);
-    if (!d) throw new DriverError(`host ${host} has not been sampled by any driver`, "unknown-host", host);
+    if (!d) throw new DriverError(`host ${host} is not reported by any driver`, "unknown-host", host);
     return d;
   }
 }

@@ -18,6 +18,11 @@ export interface Driver {
   /** Resumes a guest paused on host (the daemon never leaves a VM paused by its own guard). */
   resume(vm: VmId, host: HostId): Promise<void>;
   /**
+   * Optional, for drivers whose cold moves stop a running guest (XAPI: shutdown, move, start): starts a guest
+   * left shut off on host by a cold move that did not finish, e.g. because the daemon died. No-op if it runs.
+   */
+  start?(vm: VmId, host: HostId): Promise<void>;
+  /**
    * Optional: tells the hypervisor a host is (on) or no longer (off) being drained, e.g. XAPI host.disable so it
    * places nothing new there. Idempotent; a host disabled by someone else is left as it is.
    */

@@ -9,6 +9,11 @@ export interface Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
   /** Calls fn every ms until the returned function is called. */
   every(ms: number, fn: () => void): () => void;
+  /**
+   * Optional monotonic milliseconds (any origin), for durations: the wall time of now() may be stepped by hours
+   * (NTP, a VM restored from a snapshot) in the middle of one. Clocks without it measure with now().
+   */
+  monotonicMs?(): number;
 }
 
 function abortError(signal: AbortSignal): Error {
@@ -18,6 +23,7 @@ function abortError(signal: AbortSignal): Error {
 
 export const realClock: Clock = {
   now: () => Date.now(),
+  monotonicMs: () => performance.now(),
   sleep(ms, signal) {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(abortError(signal));

@@ -23,13 +23,13 @@ const cfg = guardsSchema.parse({
 });
 const stores = tempStores();
 
-function migrated(store: HistoryStore, v: string, from: string, to: string, status: "succeeded" | "failed" | "aborted" | "open", minutesAgo: number): void {
+function migrated(store: HistoryStore, v: string, from: string, to: string, status: "succeeded" | "failed" | "aborted" | "interrupted" | "open", minutesAgo: number): void {
   const id = store.recordIntent({ roundId: null, vm: vmId(v), from: hostId(from), to: hostId(to), kind: "live-shared", policy: "hotspot-relief", reason: "t", flags: [], startedAt: NOW - minutesAgo * MIN - 1000 });
   if (status !== "open") store.finishMigration(id, { status, finishedAt: NOW - minutesAgo * MIN });
 }
 
 describe("move guards read from history", () => {
-  const cases: { name: string; history: [string, string, string, "succeeded" | "failed" | "aborted" | "open", number][]; policy: string; ok: boolean; code?: string }[] = [
+  const cases: { name: string; history: [string, string, string, "succeeded" | "failed" | "aborted" | "interrupted" | "open", number][]; policy: string; ok: boolean; code?: string }[] = [
     { name: "never moved: allowed", history: [], policy: "hotspot-relief", ok: true },
     { name: "moved 10 min ago: cooldown", history: [["v1", "h1", "h2", "succeeded", 10]], policy: "hotspot-relief", ok: false, code: "cooldown" },
     { name: "moved 40 min ago: cooldown over", history: [["v1", "h1", "h2", "succeeded", 40]], policy: "hotspot-relief", ok: true },
@@ -37,6 +37,8 @@ describe("move guards read from history", () => {
     { name: "failed 60 min ago: failure back-off", history: [["v1", "h1", "h2", "failed", 60]], policy: "hotspot-relief", ok: false, code: "failure-backoff" },
     { name: "a drain does not override the failure back-off", history: [["v1", "h1", "h2", "aborted", 60]], policy: "maintenance-drain", ok: false, code: "failure-backoff" },
     { name: "aborted 3 h ago: back-off over", history: [["v1", "h1", "h2", "aborted", 180]], policy: "hotspot-relief", ok: true },
+    { name: "interrupted (ballast stopped) 10 min ago: ordinary cooldown, no failure back-off", history: [["v1", "h1", "h2", "interrupted", 10]], policy: "hotspot-relief", ok: false, code: "cooldown" },
+    { name: "a drain resumes a VM whose migration was interrupted at once", history: [["v1", "h1", "h2", "interrupted", 1]], policy: "maintenance-drain", ok: true },
     { name: "an open record: unreconciled", history: [["v1", "h1", "h2", "open", 5]], policy: "maintenance-drain", ok: false, code: "unreconciled" },
   ];
   it.each(cases)("$name", ({ history, policy, ok, code }) => {

@@ -37,7 +37,7 @@ describe("CompositeDriver", () => {
     expect((await xen.locate(vm.id)).placements.map((p) => p.host)).toEqual(["xen-h1"]);
   });
 
-  it("refuses a migration between hosts of different parts, and hosts it has never sampled", async () => {
+  it("refuses a migration between hosts of different parts, and hosts no part reports", async () => {
     const d = new CompositeDriver(parts(new ManualClock()));
     const snap = await d.sample();
     const vm = snap.vms.find((v) => v.host === "kvm-h1")!;
@@ -63,5 +63,13 @@ describe("CompositeDriver", () => {
     await d.setMaintenance("xen-h2" as never, true);
     await d.setMaintenance("kvm-h1" as never, true);
     expect(calls).toEqual(["xen-h2:true"]);
+  });
+
+  it("a call before any sample (start-up reconciliation) samples first to find the host's part", async () => {
+    const clock = new ManualClock();
+    const [kvm, xen] = parts(clock);
+    const d = new CompositeDriver([kvm, xen]);
+    const vm = (await xen.sample()).vms.find((v) => v.host === "xen-h1" && v.state === "running")!;
+    await expect(d.resume(vm.id, vm.host)).resolves.toBeUndefined();
   });
 });

@@ -46,7 +46,7 @@ export interface LabHost {
   readonly hostname: string;
   readonly hostUuid: string;
   readonly migrationPorts: { readonly min: number; readonly max: number };
-  /** PID of this host's libvirtd (the first process of its namespaces). */
+  /** PID of this host's libvirtd (the first process of its namespaces; a new one after restartLibvirtd). */
   readonly libvirtdPid: number;
   /** Real-filesystem folder that appears as /var/lib/libvirt/images inside the host (the shared folder when sharedInstancesDir). */
   readonly imagesDir: string;
@@ -158,6 +158,14 @@ export interface Lab {
   diskChecksum(host: LabHostName, guest: string): Promise<string>;
   /** Every live process of the lab right now (libvirtd, QEMU, sshd and children), found by namespace. */
   pids(): number[];
+  /**
+   * Restarts a host's libvirtd inside its namespaces, as systemd would after a crash or on `systemctl restart`:
+   * `signal` ends the running one first (default SIGTERM; nothing is sent to one already dead), SIGKILL follows
+   * after `stopTimeoutMs` (default 30 s, like a unit's TimeoutStopSec), then a new one starts and answers the API;
+   * QEMU guests keep running throughout. Needs a process still in the host's namespaces (its sshd, or a guest).
+   * Resolves with the new PID (also `host(name).libvirtdPid` from then on).
+   */
+  restartLibvirtd(host: LabHostName, opts?: { readonly signal?: "SIGTERM" | "SIGKILL"; readonly stopTimeoutMs?: number }): Promise<number>;
   /** SIGTERM, wait, SIGKILL every lab process, then remove the folder. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -643,6 +651,9 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
 
   // State shared with stop() and the exit hook from here on, so a failed start still cleans up.
   const namespaces = new Set<string>();
+  // Per host: its mount namespace, and its libvirtd's PID (replaced by restartLibvirtd).
+  const hostNs = new Map<LabHostName, string>();
+  const libvirtdPids = new Map<LabHostName, number>();
   const direct = new Set<number>();
   let fusePid: number | undefined;
   const record = (): void => writeFileSync(slot.file, JSON.stringify({ owner: process.pid, dir, namespaces: [...namespaces], pids: fusePid === undefined ? [] : [fusePid] } satisfies SlotRecord));
@@ -754,7 +765,11 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
         const own = mountNs(process.pid);
         while (mountNs(pid) === own && !exited && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
         const ns = mountNs(pid);
-        if (ns !== undefined && ns !== own) namespaces.add(ns);
+        if (ns !== undefined && ns !== own) {
+          namespaces.add(ns);
+          hostNs.set(h.name, ns);
+        }
+        libvirtdPids.set(h.name, pid);
         record();
         await waitForPort(h.address, 16509, deadline, () => !exited, () => `libvirtd of ${why()}`);
         let hostSsh: LabSsh | undefined;
@@ -770,7 +785,9 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
           hostname: h.hostname,
           hostUuid: h.hostUuid,
           migrationPorts: h.migrationPorts,
-          libvirtdPid: pid,
+          get libvirtdPid(): number {
+            return libvirtdPids.get(h.name) ?? pid;
+          },
           imagesDir: sharedInstancesDir ? sharedDir : join(h.dir, "images"),
           passwdFile: join(h.dir, "passwd"),
           groupFile: join(h.dir, "group"),
@@ -882,6 +899,41 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
         }
       },
       pids: labPids,
+      async restartLibvirtd(name, opts = {}) {
+        const h = host(name);
+        const old = h.libvirtdPid;
+        if (isAlive(old)) {
+          process.kill(old, opts.signal ?? "SIGTERM");
+          // On SIGTERM libvirtd waits for its jobs (a migration no one steers may never end): SIGKILL after the timeout.
+          for (const end = Date.now() + (opts.stopTimeoutMs ?? 30_000); isAlive(old); await new Promise((r) => setTimeout(r, 50))) {
+            if (Date.now() > end) process.kill(old, "SIGKILL");
+          }
+        }
+        const ns = hostNs.get(name);
+        // Any process left in the namespace (sshd, QEMU) keeps its mounts alive; libvirtd joins it again.
+        const anchor = ns === undefined ? undefined : processesIn(new Set([ns]))[0];
+        if (anchor === undefined) throw new Error(`lab: nothing runs in ${name}'s namespaces any more (no sshd, no guest), so its libvirtd cannot be restarted`);
+        const log = openSync(join(dir, name, "start.log"), "a");
+        // nsenter execs libvirtd (no --fork), so the child's PID is libvirtd's.
+        const child = spawn("nsenter", ["--target", String(anchor), "--mount", "--uts", "--", "libvirtd", "--listen", "--config", "/etc/libvirt/libvirtd.conf", "--pid-file", "/run/libvirtd.pid"], {
+          detached: true,
+          stdio: ["ignore", log, log],
+          env: ENV,
+        });
+        closeSync(log);
+        child.unref();
+        const pid = child.pid;
+        if (pid === undefined) throw new Error(`lab: could not restart libvirtd of ${name}`);
+        direct.add(pid);
+        libvirtdPids.set(name, pid);
+        let exited = false;
+        child.once("exit", () => (exited = true));
+        const why = (): string => `libvirtd of ${name} (restarted):\n${tail(join(dir, name, "start.log"))}\n${tail(join(dir, name, "upper-log/libvirt/libvirtd.log"))}`;
+        await waitForPort(h.address, 16509, Date.now() + 60_000, () => !exited, why);
+        await virsh(name, "list", "--all");
+        if (!isAlive(pid)) throw new Error(`lab: ${why()} exited`);
+        return pid;
+      },
       stop,
     };
     return lab;

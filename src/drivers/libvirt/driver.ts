@@ -43,6 +43,8 @@ const XML_TTL_MS = 60_000;
 const DIRTY_CALC_SEC = 1;
 /** A host that has not answered a sample's calls in this long is sampled as unreachable. */
 const SAMPLE_TIMEOUT_MS = 10_000;
+/** Longest wait for /proc over SSH before the sample falls back to the sum of the host's domains. */
+const PROC_TIMEOUT_MS = 3000;
 /** Dirty-rate measurements started per host per sample, so a large host is measured over several rounds. */
 const DIRTY_CALCS_PER_SAMPLE = 4;
 const CANCEL_NOTHING = new Set<number>([ErrorCode.NO_DOMAIN, ErrorCode.OPERATION_INVALID, ErrorCode.OPERATION_UNSUPPORTED]);
@@ -415,7 +417,20 @@ export class LibvirtDriver implements Driver {
    * that round falls back to the sum of its domains (and the session reconnects with back-off).
    */
   private async readProc(host: string): Promise<HostLoadSample | undefined> {
-    return this.proc.get(host)?.sampler.sample().catch(() => undefined);
+    const proc = this.proc.get(host);
+    if (!proc) return undefined;
+    // A dropped link often hangs rather than fails (a reconnect waits out its handshake timeout): the sample
+    // must not wait for it, or the whole host reads as unreachable though libvirt answers.
+    const timer = new AbortController();
+    const late = this.clock.sleep(PROC_TIMEOUT_MS, timer.signal).then(
+      () => undefined,
+      () => undefined,
+    );
+    try {
+      return await Promise.race([proc.sampler.sample().catch(() => undefined), late]);
+    } finally {
+      timer.abort();
+    }
   }
 
   private onEvent(_host: string, e: LibvirtEvent): void {

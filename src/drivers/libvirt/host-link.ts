@@ -38,7 +38,8 @@ export class HostLink {
     if (this.conn) return Promise.resolve(this.conn);
     if (this.connecting) return this.connecting;
     const now = this.clock.now();
-    if (now < this.retryAt) {
+    // A retry further off than the back-off ever waits means the wall clock was stepped back: retry now.
+    if (now < this.retryAt && this.retryAt - now <= MAX_RETRY_MS) {
       return Promise.reject(this.unreachable(`${this.lastError}; next attempt in ${Math.ceil((this.retryAt - now) / 1000)} s`));
     }
     this.connecting = this.openFn(this.host.uri, KEEPALIVE, (e) => this.event(e)).then(

@@ -40,6 +40,11 @@ export class XenServerDriver implements Driver {
   readonly capabilities: DriverCapabilities = { setDowntime: false, postCopy: false, pauseGuest: false, dirtyRate: false };
   private readonly jobs = new Map<VmId, XenMigration>();
   private closed = false;
+  /**
+   * The event cache may lag XAPI at start-up (a task a killed instance left may just have ended) and after a
+   * leftover task was cancelled: the next sample waits for it, or the planner would move a VM from where it was.
+   */
+  private cacheBehind = true;
 
   constructor(
     readonly pools: readonly PoolConnection[],
@@ -54,6 +59,10 @@ export class XenServerDriver implements Driver {
   async sample(): Promise<ClusterSnapshot> {
     this.check();
     await Promise.all(this.pools.map((p) => p.ensureConnected()));
+    if (this.cacheBehind) {
+      this.cacheBehind = false;
+      await Promise.all(this.pools.map((p) => p.syncCache()));
+    }
     await Promise.all(this.pools.filter((p) => p.connected).map((p) => p.refreshLoad()));
     const hosts: Host[] = [];
     const vms: Vm[] = [];
@@ -384,7 +393,33 @@ export class XenServerDriver implements Driver {
     if ((await job.done).status === "succeeded") return;
     const back = await this.freshVm(src, req.vm);
     const srcHost = this.findHost(req.from);
-    if (back?.rec.power_state === "Halted" && srcHost) await src.client().call("VM.start_on", back.ref, srcHost.ref, false, false);
+    if (back?.rec.power_state === "Halted" && srcHost) await this.startOn(srcHost, back.ref);
+  }
+
+  /**
+   * VM.start_on. XAPI boots nothing on a disabled host, and a drained source is one (a guest with local disks
+   * can run nowhere else): a host ballast disabled is enabled for the start and disabled again.
+   */
+  private async startOn(h: HostAt, vmRef: string): Promise<void> {
+    const xapi = h.pool.client();
+    const rec = (await xapi.call("host.get_record", h.ref)) as HostRecord;
+    const ours = !rec.enabled && rec.other_config?.[BALLAST_DISABLED_KEY] === "true";
+    if (ours) await xapi.call("host.enable", h.ref);
+    try {
+      await xapi.call("VM.start_on", vmRef, h.ref, false, false);
+    } finally {
+      // A crash in between leaves the host enabled with ballast's mark: its flag disables it again at the next start.
+      if (ours) await xapi.call("host.disable", h.ref);
+    }
+  }
+
+  async start(vm: VmId, host: HostId): Promise<void> {
+    this.check();
+    const h = this.findHost(host);
+    const found = h && (await this.freshVm(h.pool, vm));
+    if (!h || !found) throw new DriverError(`VM ${vm} is not in the pool of ${host}`, "VM_NOT_ON_HOST", host);
+    if (found.rec.power_state !== "Halted") return;
+    await this.startOn(h, found.ref);
   }
 
   async cancel(vm: VmId): Promise<void> {
@@ -401,6 +436,7 @@ export class XenServerDriver implements Driver {
       if (!found) continue;
       for (const [task, op] of Object.entries(found.rec.current_operations ?? {})) {
         if (!MIGRATE_OPS.has(op)) continue;
+        this.cacheBehind = true;
         await pool
           .client()
           .call("task.cancel", task)

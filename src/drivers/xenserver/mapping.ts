@@ -170,7 +170,7 @@ export function mapPool(r: PoolRecords, o: PoolMapOptions): PoolSnapshot {
       sharedStorage: hostSharedStorage(r, ref),
       // Whoever disabled it, XAPI places nothing there. (Ballast's own disable is marked with BALLAST_DISABLED_KEY
       // so that undrain re-enables only hosts ballast disabled; a mark left by a flag removed while ballast was
-      // down keeps the host a non-destination, which is the safe side.)
+      // down is cleared by the daemon after its first sample.)
       ...(!h.enabled && { disabled: true }),
     });
   }
