@@ -19,7 +19,13 @@ export async function reconcile(deps: { store: HistoryStore; driver: Driver; clo
   for (const m of store.openIntents()) {
     // A job the dead instance started may still be running: stop it, so the VM settles on one host. A job
     // already in post-copy cannot be stopped; the guest then runs on the destination and locate says so.
-    await driver.cancel(m.vm).catch((e: unknown) => log.warn({ err: e, vm: m.vm, migration: m.id }, "could not cancel a leftover migration job"));
+    // If that fails the record stays open (and the VM unmoved) until a later round manages it.
+    try {
+      await driver.cancel(m.vm);
+    } catch (e) {
+      log.warn({ err: e, vm: m.vm, migration: m.id }, "could not cancel a leftover migration job; the record stays open and is retried before the next round");
+      continue;
+    }
     let placements;
     try {
       placements = await settledPlacements(driver, clock, m.vm, m.to);

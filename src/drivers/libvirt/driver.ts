@@ -48,6 +48,9 @@ const PROC_TIMEOUT_MS = 3000;
 /** Dirty-rate measurements started per host per sample, so a large host is measured over several rounds. */
 const DIRTY_CALCS_PER_SAMPLE = 4;
 const CANCEL_NOTHING = new Set<number>([ErrorCode.NO_DOMAIN, ErrorCode.OPERATION_INVALID, ErrorCode.OPERATION_UNSUPPORTED]);
+/** How long cancel() waits for a job it did not start to end after aborting it. */
+const ORPHAN_JOB_WAIT_MS = 10_000;
+const ORPHAN_POLL_MS = 250;
 /** dirtyrate.calc_status: 2 = measured. */
 const DIRTY_MEASURED = 2;
 
@@ -328,18 +331,33 @@ export class LibvirtDriver implements Driver {
     this.check();
     const mine = this.migrations.get(vm);
     if (mine) return mine.abort(`cancelled by driver ${this.name}`);
-    // A job this driver did not start (an earlier daemon instance): abort it wherever it runs.
+    // A job this driver did not start (an earlier daemon instance): abort it wherever it runs, and wait for it to
+    // end. An orphan job runs on at the low initial downtime with no guard to raise it, so it may never finish, and
+    // it refuses every later migration of the VM: better fail here (reconciliation then retries) than leave it.
+    const active = (t: number): boolean => t === JobType.BOUNDED || t === JobType.UNBOUNDED;
+    const ignorable = (e: unknown): boolean =>
+      // No such domain, no job, or the incoming side of a migration (only the source can abort it).
+      (e instanceof LibvirtError && CANCEL_NOTHING.has(e.code)) || (e instanceof DriverError && e.code === "HOST_UNREACHABLE");
     await Promise.all(
       [...this.links.values()].map(async (link) => {
-        try {
-          const job = await link.call((c) => c.getJobStats(vm));
-          if (job.type !== JobType.NONE) await link.call((c) => c.abortJob(vm));
-        } catch (e) {
-          // No such domain, no job, or the incoming side of a migration (only the source can abort it).
-          if (e instanceof LibvirtError && CANCEL_NOTHING.has(e.code)) return;
-          if (e instanceof DriverError && e.code === "HOST_UNREACHABLE") return;
-          throw toDriverError(e, hostId(link.host.name));
+        const host = hostId(link.host.name);
+        const jobType = (): Promise<number> =>
+          link.call((c) => c.getJobStats(vm)).then(
+            (j) => j.type,
+            (e: unknown) => {
+              if (ignorable(e)) return JobType.NONE;
+              throw toDriverError(e, host);
+            },
+          );
+        if (!active(await jobType())) return;
+        await link.call((c) => c.abortJob(vm)).catch((e: unknown) => {
+          if (!ignorable(e)) throw toDriverError(e, host);
+        });
+        for (let waited = 0; waited < ORPHAN_JOB_WAIT_MS; waited += ORPHAN_POLL_MS) {
+          if (!active(await jobType())) return;
+          await this.clock.sleep(ORPHAN_POLL_MS);
         }
+        throw new DriverError(`a migration job of ${vm} on ${host} is still running after abort`, "JOB_STILL_RUNNING", host);
       }),
     );
   }
