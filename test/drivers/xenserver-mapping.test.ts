@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { diskClass, mapPool, type LoadView } from "../../src/drivers/xenserver/mapping.js";
 import type { PoolRecords } from "../../src/drivers/xenserver/records.js";
 import { parseRrdUpdates, RrdParseError, SmoothedLoad } from "../../src/drivers/xenserver/rrd.js";
+import { validateSnapshot } from "../../src/model/parse-snapshot.js";
 
 const MiB = 1024 * 1024;
 const NULL = "OpaqueRef:NULL";
@@ -225,5 +226,42 @@ describe("rrd_updates parsing and smoothing", () => {
     sm.add({ end: 60, rows: [row(60, 1)] });
     expect(sm.host("H")).toBeCloseTo(w, 12);
     expect(sm.host("unknown")).toBeUndefined();
+  });
+});
+
+describe("malformed XAPI records (hostile or broken pool)", () => {
+  type Mutable = { -readonly [K in keyof PoolRecords]: PoolRecords[K] };
+  const set = (m: ReadonlyMap<string, object>, ref: string, patch: object): void => {
+    (m as Map<string, object>).set(ref, { ...(m.get(ref) ?? {}), ...patch });
+  };
+  const cases: [string, (r: Mutable) => void][] = [
+    ["a VBD pointing at a VDI that does not exist", (r) => (r.VDI as Map<string, object>).delete("OpaqueRef:vdi-s")],
+    ["a VDI on an SR that does not exist", (r) => set(r.VDI, "OpaqueRef:vdi-l1", { SR: "OpaqueRef:gone" })],
+    ["a VM whose VBD list names missing VBDs", (r) => set(r.VM, "OpaqueRef:shared", { VBDs: ["OpaqueRef:nope", 42, null] })],
+    ["a host without metrics", (r) => (r.host_metrics as Map<string, object>).delete("OpaqueRef:m1")],
+    ["memory as garbage text", (r) => set(r.host_metrics, "OpaqueRef:m1", { memory_total: "lots", memory_free: "-5" })],
+    ["memory beyond 2^53", (r) => set(r.VM, "OpaqueRef:shared", { memory_static_max: "1e999" })],
+    ["negative vCPUs", (r) => set(r.VM, "OpaqueRef:local", { VCPUs_max: "-4", VCPUs_at_startup: "NaN" })],
+    ["a VM resident on a host that does not exist", (r) => set(r.VM, "OpaqueRef:shared", { resident_on: "OpaqueRef:h99" })],
+    ["an unknown power state", (r) => set(r.VM, "OpaqueRef:shared", { power_state: "Exploded" })],
+    ["tags that are not a list", (r) => set(r.VM, "OpaqueRef:local", { tags: "web;rm -rf /" })],
+    ["names with shell syntax, newlines and 4 KiB", (r) => set(r.VM, "OpaqueRef:shared", { name_label: `$(reboot)\n\`id\`;'"${"x".repeat(4096)}` })],
+    ["no default SR and no master", (r) => (r.pool = { name_label: "xs" } as PoolRecords["pool"])],
+    ["a host with no CPUs listed", (r) => set(r.host, "OpaqueRef:h1", { host_CPUs: undefined })],
+  ];
+  it.each(cases)("%s: a valid snapshot, or a clear error — never NaN, a crash or a stack of TypeErrors", (_name, mutate) => {
+    const r = records() as Mutable;
+    mutate(r);
+    let snap: ReturnType<typeof mapPool> | undefined;
+    try {
+      snap = mapPool(r, { pool: "xs", hostCells: {}, reachable: true, load: load({}, {}) });
+    } catch (e) {
+      expect(e).toBeInstanceOf(Error);
+      expect(e).not.toBeInstanceOf(TypeError);
+      expect((e as Error).message).toMatch(/xs|OpaqueRef|record/);
+      return;
+    }
+    // The model's own strict validator accepts exactly what the planner may see.
+    expect(() => validateSnapshot({ takenAt: new Date(0).toISOString(), hosts: snap.hosts, vms: snap.vms }, "xapi")).not.toThrow();
   });
 });

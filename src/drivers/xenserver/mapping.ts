@@ -152,9 +152,12 @@ export function mapPool(r: PoolRecords, o: PoolMapOptions): PoolSnapshot {
     const m = r.host_metrics.get(h.metrics);
     const total = num(m?.memory_total);
     const free = num(m?.memory_free);
-    const reachable = o.reachable && m !== undefined && m.live !== false;
+    // Without its memory size a host cannot take a VM: it is unreachable for placement, with 1 MiB (like a libvirt
+    // host that never answered) so the snapshot stays valid.
+    const sized = Number.isFinite(total) && total >= MiB;
+    const reachable = o.reachable && m !== undefined && m.live !== false && sized;
     if (reachable) reachableHosts.add(ref);
-    const memoryMiB = Number.isFinite(total) ? Math.round(total / MiB) : 0;
+    const memoryMiB = sized ? Math.round(total / MiB) : 1;
     const cell = o.hostCells[h.name_label] ?? o.cell ?? o.pool;
     hosts.push({
       name: hostId(h.name_label),
