@@ -3,6 +3,7 @@ import type { Driver } from "../drivers/driver.js";
 import type { ClusterSnapshot, HostId, Move, VmId } from "../model/index.js";
 import { imbalance } from "../model/index.js";
 import type { ResolvedConfig } from "../config/index.js";
+import { TREND_WINDOW_MS } from "../policies/hotspot-relief.js";
 import { enabledPolicies } from "../policies/registry.js";
 import type { HistoryStore } from "../store/index.js";
 import type { Clock } from "../util/clock.js";
@@ -201,7 +202,7 @@ export class Daemon {
   }
 
   private historyWindowMs(): number {
-    return (this.config.policies["hotspot-relief"].sustainMinutes + 2) * 60_000;
+    return Math.max(this.config.policies["hotspot-relief"].sustainMinutes * 60_000, TREND_WINDOW_MS) + 2 * 60_000;
   }
 
   get maintenanceFlags(): ReadonlyMap<HostId, MaintenanceFlag> {

@@ -10,6 +10,11 @@ export const hotspotReliefSchema = z.strictObject({
   enabled: z.boolean().default(true),
   /** CPU load must stay at or above cpuHigh this long before a host counts as hot (memory counts at once). */
   sustainMinutes: z.number().min(0).max(1440).default(5),
+  /**
+   * Predictive trigger (0 = off): a host at or above cpuLow whose load, projected this many minutes ahead along
+   * its recent trend, reaches cpuHigh counts as hot now, and is relieved enough that the projection stays under.
+   */
+  predictMinutes: z.number().min(0).max(60).default(0),
 });
 export type HotspotReliefParams = z.output<typeof hotspotReliefSchema>;
 
@@ -30,11 +35,49 @@ export function sustainedAtOrAbove(points: readonly LoadPoint[] | undefined, now
   return covered;
 }
 
+/** The recent trend is read from the load points of this last span (the latest samples of a rise). */
+export const TREND_WINDOW_MS = 2 * 60_000;
+
+/**
+ * Least-squares slope of the load points within the last TREND_WINDOW_MS (load per ms), or 0 when fewer than two
+ * points span at least half a minute there: a trend needs evidence. Points after `nowMs` are ignored.
+ */
+export function loadTrend(points: readonly LoadPoint[] | undefined, nowMs: number): number {
+  if (!points) return 0;
+  const recent = points.filter((p) => p.atMs <= nowMs && p.atMs >= nowMs - TREND_WINDOW_MS);
+  const first = recent[0];
+  const last = recent[recent.length - 1];
+  if (!first || !last || last.atMs - first.atMs < 30_000) return 0;
+  const mt = recent.reduce((a, p) => a + p.atMs, 0) / recent.length;
+  const ml = recent.reduce((a, p) => a + p.cpuLoad, 0) / recent.length;
+  let num = 0;
+  let den = 0;
+  for (const p of recent) {
+    num += (p.atMs - mt) * (p.cpuLoad - ml);
+    den += (p.atMs - mt) ** 2;
+  }
+  return num / den;
+}
+
+/** Whether the planned load is below the host's latest sampled load (the plan has moved load off it). */
+function lightenedByPlan(host: Host, points: readonly LoadPoint[] | undefined, nowMs: number): boolean {
+  let sampled: number | undefined;
+  for (const p of points ?? []) if (p.atMs <= nowMs) sampled = p.cpuLoad;
+  return sampled !== undefined && host.cpuLoad < sampled - 1e-6;
+}
+
 export interface HotState {
   readonly cpuHot: boolean;
   readonly memHot: boolean;
   /** How far over the band, the larger of the hot dimensions (fraction). */
   readonly severity: number;
+  /**
+   * The CPU load the host must get under: cpuHigh, less the rise the trend predicts when the host is hot by
+   * prediction (the planned moves take load away; the trend's rise stays).
+   */
+  readonly cpuBar: number;
+  /** Set when the host is hot by prediction only: the rise expected within predictMinutes. */
+  readonly predictedRise?: number;
 }
 
 /**
@@ -43,19 +86,30 @@ export interface HotState {
  * load counts as sustained. Memory: use fraction ≥ memHigh, at once. Hosts in maintenance (drained
  * anyway) and unreachable hosts are never hot.
  */
-export function hotState(host: Host, input: PolicyInput, windowMs: number): HotState | undefined {
+export function hotState(host: Host, input: PolicyInput, windowMs: number, predictMs = 0): HotState | undefined {
   if (host.maintenance || !host.reachable) return undefined;
-  const { cpuHigh, memHigh } = input.thresholds;
+  const { cpuHigh, cpuLow, memHigh } = input.thresholds;
   const mem = memoryFraction(host);
-  const cpuHot =
-    host.cpuLoad >= cpuHigh &&
-    (input.history === undefined || sustainedAtOrAbove(input.history.get(host.name), input.nowMs, windowMs, cpuHigh));
+  const points = input.history?.get(host.name);
+  const sustained = host.cpuLoad >= cpuHigh && (input.history === undefined || sustainedAtOrAbove(points, input.nowMs, windowMs, cpuHigh));
+  // Under cpuLow a host is a fit destination, so it is never hot by prediction: noise at low load moves nothing.
+  // The trend is judged on the sampled load: once the plan has taken load off the host, the next round judges again
+  // (the moved VM may have taken the rise with it), so a predicted hotspot costs one move per round.
+  const rise =
+    !sustained && predictMs > 0 && host.cpuLoad >= cpuLow && !lightenedByPlan(host, points, input.nowMs)
+      ? loadTrend(points, input.nowMs) * predictMs
+      : 0;
+  const predicted = rise > 0 && host.cpuLoad + rise >= cpuHigh;
+  const cpuHot = sustained || predicted;
   const memHot = mem >= memHigh;
   if (!cpuHot && !memHot) return undefined;
+  const cpuBar = predicted ? cpuHigh - rise : cpuHigh;
   return {
     cpuHot,
     memHot,
-    severity: Math.max(cpuHot ? host.cpuLoad - cpuHigh : 0, memHot ? mem - memHigh : 0),
+    severity: Math.max(cpuHot ? host.cpuLoad - cpuBar : 0, memHot ? mem - memHigh : 0),
+    cpuBar,
+    ...(predicted && { predictedRise: rise }),
   };
 }
 
@@ -69,13 +123,13 @@ interface Ranked {
 
 /**
  * Candidate VMs of a hot host in preference order: first those whose move alone brings the host under
- * the band (cpu < cpuHigh and memory < memHigh), cheapest to migrate (memory to copy) first; then the
+ * the band (cpu < the hot state's bar and memory < memHigh), cheapest to migrate (memory to copy) first; then the
  * rest by how much of the excess they remove. VMs whose move relieves no hot dimension are left out:
  * by the model's footprint a shut-off VM frees neither CPU nor memory, so it never qualifies.
  */
 export function rankCandidates(host: Host, vms: readonly Vm[], hot: HotState, t: Thresholds, predict?: (vm: Vm) => Prediction): VmId[] {
   const mem = memoryFraction(host);
-  const cpuExcess = Math.max(host.cpuLoad - t.cpuHigh, 0) + 1e-9;
+  const cpuExcess = Math.max(host.cpuLoad - hot.cpuBar, 0) + 1e-9;
   const memExcess = Math.max(mem - t.memHigh, 0) + 1e-9;
   const ranked: Ranked[] = [];
   for (const vm of vms) {
@@ -87,7 +141,7 @@ export function rankCandidates(host: Host, vms: readonly Vm[], hot: HotState, t:
     const memGain = mem - afterMem;
     const useful = (hot.cpuHot && cpuGain > 0) || (hot.memHot && memGain > 0);
     if (!useful) continue;
-    const sufficient = after.cpuLoad < t.cpuHigh && afterMem < t.memHigh;
+    const sufficient = after.cpuLoad < hot.cpuBar && afterMem < t.memHigh;
     let relief = 0;
     let dims = 0;
     if (hot.cpuHot) {
@@ -112,10 +166,13 @@ export function rankCandidates(host: Host, vms: readonly Vm[], hot: HotState, t:
   return ranked.map((r) => r.vm.id);
 }
 
-function hotReason(host: Host, hot: HotState, input: PolicyInput, sustainMinutes: number): string {
+function hotReason(host: Host, hot: HotState, input: PolicyInput, params: HotspotReliefParams): string {
   const { cpuHigh, memHigh } = input.thresholds;
+  const { sustainMinutes, predictMinutes } = params;
   const parts: string[] = [];
-  if (hot.cpuHot) {
+  if (hot.predictedRise !== undefined) {
+    parts.push(`cpu ${pct(host.cpuLoad)} rising, projected ${pct(host.cpuLoad + hot.predictedRise)} ≥ cpuHigh ${pct(cpuHigh)} within ${predictMinutes} min`);
+  } else if (hot.cpuHot) {
     const how = input.history === undefined ? "in the snapshot" : `for ${sustainMinutes} min`;
     parts.push(`cpu ${pct(host.cpuLoad)} ≥ cpuHigh ${pct(cpuHigh)} ${how}`);
   }
@@ -133,7 +190,7 @@ export function* proposeHotspots(input: PolicyInput, params: HotspotReliefParams
   const windowMs = params.sustainMinutes * 60_000;
   const hot: { host: Host; state: HotState }[] = [];
   for (const host of input.view.hosts()) {
-    const state = hotState(host, input, windowMs);
+    const state = hotState(host, input, windowMs, params.predictMinutes * 60_000);
     if (state) hot.push({ host, state });
   }
   hot.sort((a, b) => b.state.severity - a.state.severity || compareStrings(a.host.name, b.host.name));
@@ -145,8 +202,8 @@ export function* proposeHotspots(input: PolicyInput, params: HotspotReliefParams
       priority: HOTSPOT_RELIEF_PRIORITY,
       source: host.name,
       candidates,
-      goal: { kind: "relieve", cpuBelow: input.thresholds.cpuHigh, memBelow: input.thresholds.memHigh },
-      reason: hotReason(host, state, input, params.sustainMinutes),
+      goal: { kind: "relieve", cpuBelow: state.cpuBar, memBelow: input.thresholds.memHigh },
+      reason: hotReason(host, state, input, params),
       key: `${HOTSPOT_RELIEF}:${host.name}`,
     };
   }
@@ -157,7 +214,7 @@ export function* reportNotSustained(input: PolicyInput, params: HotspotReliefPar
   if (input.history === undefined) return;
   const windowMs = params.sustainMinutes * 60_000;
   for (const host of input.view.hosts()) {
-    if (host.cpuLoad < input.thresholds.cpuHigh || hotState(host, input, windowMs)?.cpuHot === true) continue;
+    if (host.cpuLoad < input.thresholds.cpuHigh || hotState(host, input, windowMs, params.predictMinutes * 60_000)?.cpuHot === true) continue;
     if (host.maintenance || !host.reachable) continue;
     yield {
       policy: HOTSPOT_RELIEF,
@@ -173,7 +230,7 @@ export function* reportNotSustained(input: PolicyInput, params: HotspotReliefPar
 export const hotspotRelief = {
   name: HOTSPOT_RELIEF,
   description:
-    "Moves VMs off a host whose CPU load stays at or above cpuHigh for sustainMinutes, or whose memory use reaches memHigh; destinations stay under cpuLow/memLow.",
+    "Moves VMs off a host whose CPU load stays at or above cpuHigh for sustainMinutes (or, with predictMinutes, is rising to it from above cpuLow), or whose memory use reaches memHigh; destinations stay under cpuLow/memLow.",
   priority: HOTSPOT_RELIEF_PRIORITY,
   schema: hotspotReliefSchema,
   create: (params: HotspotReliefParams): Policy => ({

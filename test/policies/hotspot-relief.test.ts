@@ -3,6 +3,7 @@ import {
   hotState,
   hotspotRelief,
   hotspotReliefSchema,
+  loadTrend,
   proposeHotspots,
   rankCandidates,
   reportNotSustained,
@@ -129,7 +130,7 @@ describe("rankCandidates / proposals", () => {
     const view = viewOf(s);
     const h = view.host(hostId("h1"));
     if (!h) throw new Error("fixture");
-    expect(rankCandidates(h, view.vmsOn(h.name), { cpuHot: true, memHot: false, severity: 0.05 }, T)).toEqual(["a"]);
+    expect(rankCandidates(h, view.vmsOn(h.name), { cpuHot: true, memHot: false, severity: 0.05, cpuBar: T.cpuHigh }, T)).toEqual(["a"]);
   });
 
   it("among VMs that would each relieve the host, one predicted to converge goes before a smaller one that would not", () => {
@@ -142,7 +143,7 @@ describe("rankCandidates / proposals", () => {
     if (!h) throw new Error("fixture");
     const link = { bandwidthMiBps: 1000, maxDowntimeMs: 500, overheadMs: 1500, suspend: false };
     const predict = (v: Parameters<typeof predictMigration>[0]) => predictMigration(v, "live-shared", link);
-    const hot = { cpuHot: true, memHot: false, severity: 0.1 };
+    const hot = { cpuHot: true, memHot: false, severity: 0.1, cpuBar: T.cpuHigh };
     expect(rankCandidates(h, view.vmsOn(h.name), hot, T, predict)).toEqual(["mid-quiet", "big-quiet", "small-dirty"]);
     // Without predictions the cheapest copy goes first.
     expect(rankCandidates(h, view.vmsOn(h.name), hot, T)[0]).toBe("small-dirty");
@@ -161,10 +162,85 @@ describe("rankCandidates / proposals", () => {
   });
 
   it("registry entry: defaults and the factory", () => {
-    expect(params).toEqual({ enabled: true, sustainMinutes: 5 });
+    expect(params).toEqual({ enabled: true, sustainMinutes: 5, predictMinutes: 0 });
     const p = hotspotRelief.create(params);
     expect(p.name).toBe("hotspot-relief");
     expect(() => hotspotReliefSchema.parse({ sustainMinutes: -1 })).toThrow();
     expect(() => hotspotReliefSchema.parse({ bogus: 1 })).toThrow();
+  });
+});
+
+describe("loadTrend", () => {
+  const cases: { name: string; points: LoadPoint[] | undefined; perMinute: number }[] = [
+    { name: "least-squares slope of the last two minutes", points: pts([2, 0.67], [1, 0.73], [0, 0.81]), perMinute: 0.07 },
+    { name: "points older than two minutes do not count", points: pts([10, 0.1], [3, 0.2], [1, 0.5], [0, 0.6]), perMinute: 0.1 },
+    { name: "a falling load has a negative trend", points: pts([1, 0.9], [0, 0.8]), perMinute: -0.1 },
+    { name: "points after now are ignored", points: [...pts([1, 0.5], [0, 0.6]), { atMs: NOW + MIN, cpuLoad: 0 }], perMinute: 0.1 },
+    { name: "one point is no trend", points: pts([0, 0.9]), perMinute: 0 },
+    { name: "two points less than half a minute apart are no trend", points: [{ atMs: NOW - 20_000, cpuLoad: 0.1 }, { atMs: NOW, cpuLoad: 0.9 }], perMinute: 0 },
+    { name: "no history for the host", points: undefined, perMinute: 0 },
+  ];
+  it.each(cases)("$name", ({ points, perMinute }) => {
+    expect(loadTrend(points, NOW) * MIN).toBeCloseTo(perMinute, 9);
+  });
+});
+
+describe("predictive trigger (predictMinutes)", () => {
+  const predictive = hotspotReliefSchema.parse({ predictMinutes: 1 });
+  const h1 = hostId("h1");
+  // h1: 0.2 + 0.4 + 0.2 + 0.01 = 0.81, between cpuLow (0.70) and cpuHigh (0.85).
+  const rising = cluster(
+    [host("h1"), host("h2")],
+    [vm("big", "h1", { cpuLoad: 4, vcpus: 4, memoryMiB: 2_000 }), vm("small", "h1", { cpuLoad: 2, memoryMiB: 8_000 }), vm("tiny", "h1", { cpuLoad: 0.1, memoryMiB: 500 })],
+  );
+  const trend = (...xs: [number, number][]): Map<HostId, LoadPoint[]> => new Map([[h1, pts(...xs)]]);
+  const state = (s: ClusterSnapshot, history: Map<HostId, LoadPoint[]>, minutes: number) => {
+    const inp = input(s, history);
+    const h = inp.view.host(h1);
+    if (!h) throw new Error("fixture");
+    return hotState(h, inp, predictive.sustainMinutes * MIN, minutes * MIN);
+  };
+
+  it("a host above cpuLow rising to cpuHigh within predictMinutes is hot now, with the bar lowered by the rise", () => {
+    const got = state(rising, trend([2, 0.67], [1, 0.73], [0, 0.81]), 1);
+    expect(got?.cpuHot).toBe(true);
+    expect(got?.predictedRise).toBeCloseTo(0.07, 9);
+    expect(got?.cpuBar).toBeCloseTo(0.78, 9);
+  });
+
+  const cold: { name: string; history: Map<HostId, LoadPoint[]>; minutes: number; snapshot?: ClusterSnapshot }[] = [
+    { name: "off (predictMinutes 0)", history: trend([2, 0.67], [1, 0.73], [0, 0.81]), minutes: 0 },
+    { name: "rising, but not to cpuHigh within the horizon", history: trend([2, 0.79], [1, 0.8], [0, 0.81]), minutes: 1 },
+    { name: "falling", history: trend([2, 0.95], [1, 0.9], [0, 0.81]), minutes: 1 },
+    { name: "no trend yet (one sample)", history: trend([0, 0.81]), minutes: 1 },
+    {
+      name: "steeply rising but under cpuLow: a fit destination is never hot by prediction",
+      snapshot: cluster([host("h1")], [vm("a", "h1", { cpuLoad: 4.5, vcpus: 8 })]),
+      history: trend([2, 0.2], [1, 0.4], [0, 0.65]),
+      minutes: 5,
+    },
+    { name: "the plan already took load off it (planned load below the sampled one)", history: trend([2, 0.7], [1, 0.8], [0, 0.9]), minutes: 1 },
+  ];
+  it.each(cold)("not hot: $name", ({ snapshot, history, minutes }) => {
+    expect(state(snapshot ?? rising, history, minutes)).toBeUndefined();
+  });
+
+  it("the proposal prefers VMs whose move keeps the projection under cpuHigh, and says why", () => {
+    const [p, ...rest] = [...proposeHotspots(input(rising, trend([2, 0.67], [1, 0.73], [0, 0.81])), predictive)];
+    expect(rest).toEqual([]);
+    // tiny alone would bring 0.81 to 0.80, under cpuHigh now but not under the projected 0.78 bar.
+    expect(p?.candidates).toEqual(["big", "small", "tiny"]);
+    expect(p?.goal).toMatchObject({ kind: "relieve" });
+    expect(p?.goal.kind === "relieve" && p.goal.cpuBelow).toBeCloseTo(0.78, 9);
+    expect(p?.reason).toBe("host h1 hot: cpu 81% rising, projected 88% ≥ cpuHigh 85% within 1 min");
+  });
+
+  it("a host just over cpuHigh and still rising is relieved at once instead of held back for sustainMinutes", () => {
+    const s = cluster([host("h1", { cpuLoad: 0.7 }), host("h2")], [vm("a", "h1", { cpuLoad: 1.8, vcpus: 2 })]);
+    const history = trend([2, 0.75], [1, 0.8], [0, 0.88]);
+    expect([...proposeHotspots(input(s, history), predictive)].map((p) => p.source)).toEqual([h1]);
+    expect([...reportNotSustained(input(s, history), predictive)]).toEqual([]);
+    // Without prediction it is held back, as before.
+    expect([...proposeHotspots(input(s, history), params)]).toEqual([]);
   });
 });

@@ -5,7 +5,7 @@ describe("policy registry", () => {
   it("defaults: drain, hotspot relief and affinity on, balance and consolidation off, with their parameters", () => {
     expect(policyConfigSchema.parse({})).toEqual({
       "maintenance-drain": { enabled: true },
-      "hotspot-relief": { enabled: true, sustainMinutes: 5 },
+      "hotspot-relief": { enabled: true, sustainMinutes: 5, predictMinutes: 0 },
       affinity: {
         enabled: true,
         tags: { pin: "ballast.pin", ignore: "ballast.ignore", antiAffinity: "ballast.anti-affinity", affinity: "ballast.affinity", hostAffinity: "ballast.host-affinity" },
