@@ -144,10 +144,16 @@ export const ballastGuard: ConvergenceGuard = (input) => {
   if (!last) return CONTINUE;
   const did = (k: GuardAction["kind"]): boolean => taken.some((t) => t.action.kind === k);
   if (last.phase === "postcopy" || did("post-copy") || did("abort")) return CONTINUE;
-  if (last.phase === "offline" || input.kind === "cold") return CONTINUE;
-
   const budget = completionBudgetMs(memoryMiB, diskMiB, cfg);
   const elapsed = last.elapsedMs;
+  if (last.phase === "offline" || input.kind === "cold") {
+    // Nothing to converge, but a hung shutdown, copy or start must not hold the daemon: the completion budget
+    // bounds a cold move too (the driver starts a guest it shut down again where it was).
+    return elapsed >= budget
+      ? act({ kind: "abort", reason: "cold move over its completion budget" }, `cold move not finished after ${Math.round(elapsed / 1000)} s (budget ${Math.round(budget / 1000)} s): aborting`)
+      : CONTINUE;
+  }
+
   const currentDowntime = last.maxDowntimeMs ?? lastRaised(taken) ?? initialDowntimeMs(cfg);
 
   if (did("pause")) {

@@ -1,6 +1,6 @@
 import type { Driver, JobStats, MigrationOutcome, Placement } from "../drivers/driver.js";
 import type { MigrationConfig } from "../config/schema.js";
-import { predictMigration, type Move, type Vm } from "../model/index.js";
+import { copiedDiskMiB, predictMigration, type Move, type Vm } from "../model/index.js";
 import type { Clock } from "../util/clock.js";
 import { initialDowntimeMs, type ConvergenceGuard, type GuardDecision, type TakenAction } from "./convergence.js";
 import { flagsFor, linkAssumptions } from "./migration-kind.js";
@@ -209,7 +209,7 @@ export class Executor {
       const decision = this.deps.guard({
         stats: history,
         memoryMiB: vm.memoryMiB,
-        diskMiB: move.kind === "live-block" ? (vm.diskMiB ?? 0) : 0,
+        diskMiB: copiedDiskMiB(vm, move.kind),
         kind: move.kind,
         config,
         capabilities: handle.capabilities ?? driver.capabilities,

@@ -25,8 +25,9 @@ export interface Prediction {
 /** Passes after which a pre-copy that still has not fitted its dirty set in the downtime counts as not converging. */
 const MAX_PASSES = 30;
 
-/** Disk a migration of this kind copies: block migration copies local disks, the others none. */
-export const copiedDiskMiB = (vm: Vm, kind: MigrationKind): number => (kind === "live-block" ? (vm.diskMiB ?? 0) : 0);
+/** Disk a migration of this kind copies: block migration and a cold move copy local disks, the others none. */
+export const copiedDiskMiB = (vm: Vm, kind: MigrationKind): number =>
+  kind === "live-block" || (kind === "cold" && vm.storage.kind === "local") ? (vm.diskMiB ?? 0) : 0;
 
 /** The kind a VM would most likely move with, for ranking before a destination is chosen. */
 export const likelyKind = (vm: Vm): MigrationKind =>
@@ -45,7 +46,7 @@ export function predictMigration(vm: Vm, kind: MigrationKind, link: LinkAssumpti
   const sec = (mib: number): number => (mib / bw) * 1000;
   if (kind === "cold" || vm.state === "shutoff") {
     // Shut down (if running), copy the definition (and disk when local), start again.
-    const timeMs = link.overheadMs + sec(vm.storage.kind === "local" ? (vm.diskMiB ?? 0) : 0);
+    const timeMs = link.overheadMs + sec(copiedDiskMiB(vm, "cold"));
     return { timeMs, converges: true, passes: 1, downtimeMs: vm.state === "shutoff" ? 0 : timeMs, dirtyRateKnown };
   }
   if (link.suspend) {

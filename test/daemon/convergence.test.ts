@@ -191,7 +191,14 @@ describe("never harmful", () => {
     for (let n = 1; n <= stats.length; n++) expect(kindOf(ballastGuard(input(stats.slice(0, n))))).toBe("continue");
   });
 
-  it("cold migrations are not second-guessed", () => {
-    expect(kindOf(ballastGuard(input(series(2, () => ({ pass: 1, remaining: 0, phase: "offline" }), 99_999), { kind: "cold" })))).toBe("continue");
+  it("cold migrations are not second-guessed within their completion budget, and aborted once it is spent", () => {
+    // 4 GiB × 800 s = 3,200 s. No progress for most of it (a slow clean shutdown) is no reason to act.
+    const cold = (from: number, n: number) => series(n, () => ({ pass: 1, remaining: 4096, dataProcessedMiB: 0, phase: "offline" }), from);
+    expect(kindOf(ballastGuard(input(cold(3_000, 2), { kind: "cold" })))).toBe("continue");
+    const over = ballastGuard(input(cold(3_199, 2), { kind: "cold", capabilities: XEN }));
+    expect(over).toMatchObject({ kind: "act", action: { kind: "abort", reason: "cold move over its completion budget" } });
+    expect(over.kind === "act" && over.reason).toBe("cold move not finished after 3200 s (budget 3200 s): aborting");
+    // Asked once: after the abort the guard waits for the driver to end the job.
+    expect(kindOf(ballastGuard(input(cold(3_199, 3), { kind: "cold", taken: [{ action: { kind: "abort", reason: "x" }, atSample: 2 }] })))).toBe("continue");
   });
 });

@@ -250,6 +250,32 @@ describe.each(TRANSPORTS)("XenServer driver over %s", (transport) => {
     expect((await x.driver.locate(m!.vm)).placements).toEqual([{ host: "h1", state: "running" }]);
   });
 
+  // A cold move has nothing to converge, but its completion budget (here 2 s/GiB of RAM + disk = 8 s) bounds it.
+  it.each([
+    { task: "VM.clean_shutdown", calls: { "VM.clean_shutdown": 1, "VM.migrate_send": 0, "VM.start_on": 0 } },
+    { task: "VM.migrate_send", calls: { "VM.clean_shutdown": 1, "VM.migrate_send": 1, "VM.start_on": 1 } },
+    { task: "VM.start_on", calls: { "VM.clean_shutdown": 1, "VM.migrate_send": 1, "VM.start_on": 2 } },
+  ])("a cold move hung in $task is cancelled by the guard at its budget and the VM runs on its source", async ({ task, calls }) => {
+    const { env: e, d: x } = await start(
+      { migrationSpeedMiBps: 1000, pools: [pool("p1", ["h1", "h2"], [idle("batch", "h1", { tags: ["batch"], disks: [{ sr: "local-h1", sizeMiB: 2 * GiB }] })])] },
+      { migration: { allowBlockMigration: false, allowColdForTags: ["batch"], completionTimeoutSecPerGiB: 2 } },
+    );
+    e.sim.faults.hangNextTask(task);
+    await x.flag("h1", true);
+    await e.until(() => x.store.recentMigrations(1)[0]?.status === "aborted" && !x.daemon.busy);
+    const [m] = x.store.recentMigrations(1);
+    expect(m).toMatchObject({ kind: "cold", from: "h1", to: "h2" });
+    expect(m?.error).toMatch(/cold move over its completion budget/);
+    expect(e.sim.callCount("task.cancel")).toBeGreaterThanOrEqual(1);
+    // Started again where it was (start_on h1 after a hung start_on h2), its disk still on h1's local SR.
+    await e.until(() => e.sim.vm("batch").powerState === "Running");
+    expect(e.sim.vm("batch")).toMatchObject({ host: "h1", powerState: "Running" });
+    console.log(JSON.stringify(m), e.sim.callCount("task.cancel"), JSON.stringify(e.sim.vm("batch")));
+    expect(e.sim.vm("batch").vdis.map((v) => v.sr)).toEqual(task === "VM.start_on" ? ["nfs"] : ["local-h1"]);
+    for (const [method, n] of Object.entries(calls)) expect(e.sim.callCount(method), method).toBe(n);
+    expect((await x.driver.locate(m!.vm)).placements).toEqual([{ host: "h1", state: "running" }]);
+  });
+
   it("drains a halted VM cold: within the pool it moves by affinity, no copy", async () => {
     const { env: e, d: x } = await start({ migrationSpeedMiBps: SPEED, pools: [pool("p1", ["h1", "h2"], [{ ...idle("off", "h1"), powerState: "Halted" }])] });
     expect(e.sim.vm("off")).toMatchObject({ host: null, affinity: "h1" });

@@ -9,7 +9,8 @@ export class SimFaults implements Faults {
   private readonly failures: { method: string; error: XapiFault }[] = [];
   private readonly drops: (string | undefined)[] = [];
   private taskFailure: XapiFault | undefined;
-  private taskHang = false;
+  /** Armed hang: for the next long task, or (a method name) for the next long task of that method. */
+  private taskHang: string | true | undefined;
 
   constructor(private readonly onInvalidate: () => void) {}
 
@@ -21,8 +22,8 @@ export class SimFaults implements Faults {
     this.taskFailure = new XapiFault(code, params);
   }
 
-  hangNextTask(): void {
-    this.taskHang = true;
+  hangNextTask(method?: string): void {
+    this.taskHang = method === undefined ? true : bare(method);
   }
 
   failNext(method: string, code: string, params: readonly string[] = []): void {
@@ -53,9 +54,9 @@ export class SimFaults implements Faults {
     return f;
   }
 
-  takeTaskHang(): boolean {
-    const h = this.taskHang;
-    this.taskHang = false;
-    return h;
+  takeTaskHang(method: string): boolean {
+    if (this.taskHang === undefined || (this.taskHang !== true && this.taskHang !== bare(method))) return false;
+    this.taskHang = undefined;
+    return true;
   }
 }

@@ -194,8 +194,11 @@ export interface Faults {
    * the VM stays where it was. Instant operations (host.disable, assert_can_migrate…) do not consume it.
    */
   failNextTask(code: string, params?: readonly string[]): void;
-  /** The next long-running task stops making progress at 40 % and never ends on its own; only task.cancel ends it. */
-  hangNextTask(): void;
+  /**
+   * The next long-running task (of `method` if given, e.g. "VM.start_on") stops making progress at 40 % and never
+   * ends on its own; only task.cancel ends it.
+   */
+  hangNextTask(method?: string): void;
   /**
    * The next call of `method` (name without "Async.", e.g. "VM.pool_migrate") fails with this error: a sync
    * call answers the error, an Async one returns a task that fails at once.

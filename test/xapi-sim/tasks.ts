@@ -99,7 +99,7 @@ export class TaskRunner {
         pool,
         job,
         startedAt: this.clock.now(),
-        hang: long && this.faults.takeTaskHang(),
+        hang: long && this.faults.takeTaskHang(method),
         failWith: long ? this.faults.takeTaskFailure() : undefined,
         settled,
       };
