@@ -300,6 +300,7 @@ export class Daemon {
         thresholds: config.thresholds,
         migration: config.migration,
         history: this.history.view,
+        vmLoadBefore: this.history.vmLoadBefore,
         nowMs: now,
         exclude: guards.exclude,
         excludeHost: guards.excludeHost,

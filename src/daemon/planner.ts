@@ -34,6 +34,8 @@ export interface PlanOptions {
   readonly migration: MigrationPolicy;
   /** Recent load per host; absent when planning on a snapshot file (loads then count as sustained). */
   readonly history?: ReadonlyMap<HostId, readonly LoadPoint[]>;
+  /** Each VM's load at the sample before this one (for the trend of a VM). */
+  readonly vmLoadBefore?: ReadonlyMap<VmId, LoadPoint>;
   readonly nowMs: number;
   /** Record, per proposal, candidates tried, destinations rejected with reasons, scores and the choice. */
   readonly explain?: boolean;
@@ -127,6 +129,7 @@ export function plan(snapshot: ClusterSnapshot, opts: PlanOptions): Plan {
     compatible: (vm, source, dest) => migrationKind(vm, source, dest, opts.migration).ok,
     parkEmptyHosts: opts.policies.some((p) => p.parksEmptyHosts === true),
     ...(opts.history === undefined ? {} : { history: opts.history }),
+    ...(opts.vmLoadBefore === undefined ? {} : { vmLoadBefore: opts.vmLoadBefore }),
   };
   const policies = opts.policies
     .map((p, i) => ({ p, i, max: p.priority ?? Number.POSITIVE_INFINITY }))

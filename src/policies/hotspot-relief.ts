@@ -59,6 +59,17 @@ export function loadTrend(points: readonly LoadPoint[] | undefined, nowMs: numbe
   return num / den;
 }
 
+/** The share of the host's CPUs by which a VM's own load is rising within predictMinutes (from its previous sample). */
+function vmRiseOf(input: PolicyInput, host: Host, params: HotspotReliefParams): ((vm: Vm) => number) | undefined {
+  const before = input.vmLoadBefore;
+  if (!before || params.predictMinutes <= 0) return undefined;
+  return (vm) => {
+    const p = before.get(vm.id);
+    if (!p || input.nowMs - p.atMs < 30_000) return 0;
+    return (Math.max(0, vm.cpuLoad - p.cpuLoad) / (input.nowMs - p.atMs)) * params.predictMinutes * 60_000 / host.cpus;
+  };
+}
+
 /** Whether the planned load is below the host's latest sampled load (the plan has moved load off it). */
 function lightenedByPlan(host: Host, points: readonly LoadPoint[] | undefined, nowMs: number): boolean {
   let sampled: number | undefined;
@@ -127,7 +138,14 @@ interface Ranked {
  * rest by how much of the excess they remove. VMs whose move relieves no hot dimension are left out:
  * by the model's footprint a shut-off VM frees neither CPU nor memory, so it never qualifies.
  */
-export function rankCandidates(host: Host, vms: readonly Vm[], hot: HotState, t: Thresholds, predict?: (vm: Vm) => Prediction): VmId[] {
+export function rankCandidates(
+  host: Host,
+  vms: readonly Vm[],
+  hot: HotState,
+  t: Thresholds,
+  predict?: (vm: Vm) => Prediction,
+  vmRise?: (vm: Vm) => number,
+): VmId[] {
   const mem = memoryFraction(host);
   const cpuExcess = Math.max(host.cpuLoad - hot.cpuBar, 0) + 1e-9;
   const memExcess = Math.max(mem - t.memHigh, 0) + 1e-9;
@@ -141,7 +159,9 @@ export function rankCandidates(host: Host, vms: readonly Vm[], hot: HotState, t:
     const memGain = mem - afterMem;
     const useful = (hot.cpuHot && cpuGain > 0) || (hot.memHot && memGain > 0);
     if (!useful) continue;
-    const sufficient = after.cpuLoad < hot.cpuBar && afterMem < t.memHigh;
+    // A VM that carries part of the predicted rise takes it along: the host must only stay under the rest.
+    const bar = hot.predictedRise === undefined || !vmRise ? hot.cpuBar : t.cpuHigh - Math.max(0, hot.predictedRise - vmRise(vm));
+    const sufficient = after.cpuLoad < bar && afterMem < t.memHigh;
     let relief = 0;
     let dims = 0;
     if (hot.cpuHot) {
@@ -195,7 +215,7 @@ export function* proposeHotspots(input: PolicyInput, params: HotspotReliefParams
   }
   hot.sort((a, b) => b.state.severity - a.state.severity || compareStrings(a.host.name, b.host.name));
   for (const { host, state } of hot) {
-    const candidates = rankCandidates(host, input.view.vmsOn(host.name), state, input.thresholds, input.predict);
+    const candidates = rankCandidates(host, input.view.vmsOn(host.name), state, input.thresholds, input.predict, vmRiseOf(input, host, params));
     if (candidates.length === 0) continue;
     yield {
       policy: HOTSPOT_RELIEF,

@@ -38,6 +38,8 @@ export interface PolicyInput {
    * loads are then taken as sustained.
    */
   readonly history?: ReadonlyMap<HostId, readonly LoadPoint[]>;
+  /** Each VM's CPU load (host CPUs) at the previous sample, when the daemon has one: how fast a VM's load rises. */
+  readonly vmLoadBefore?: ReadonlyMap<VmId, LoadPoint>;
   /** Expected cost and convergence of moving a VM (from memory, measured dirty rate and link bandwidth). */
   readonly predict?: (vm: Vm) => Prediction;
   /** Tag rules (pin, ignore, affinity groups), kept in step with the view. */

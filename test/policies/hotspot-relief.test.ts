@@ -9,7 +9,7 @@ import {
   reportNotSustained,
   sustainedAtOrAbove,
 } from "../../src/policies/hotspot-relief.js";
-import { hostId, predictMigration, type ClusterSnapshot, type HostId } from "../../src/model/index.js";
+import { hostId, predictMigration, vmId, type ClusterSnapshot, type HostId } from "../../src/model/index.js";
 import type { LoadPoint, PolicyInput } from "../../src/policies/types.js";
 import { cluster, host, NOW, policyInput, T, viewOf, vm } from "../planner/fixtures.js";
 
@@ -233,6 +233,21 @@ describe("predictive trigger (predictMinutes)", () => {
     expect(p?.goal).toMatchObject({ kind: "relieve" });
     expect(p?.goal.kind === "relieve" && p.goal.cpuBelow).toBeCloseTo(0.78, 9);
     expect(p?.reason).toBe("host h1 hot: cpu 81% rising, projected 88% ≥ cpuHigh 85% within 1 min");
+  });
+
+  it("a VM whose own load carries the rise takes it along: it relieves the host with less load moved now", () => {
+    // h1: 0.2 + 0.56 + 0.01 = 0.77, rising 0.025/min: in 5 min 0.895, so the bar is 0.725. riser rose 0.1 CPU in the
+    // last minute (0.05 of h1 in 5 min): without it, h1 must only stay under 0.85 − (0.125 − 0.05) = 0.775.
+    const s = cluster([host("h1"), host("h2")], [vm("steady", "h1", { cpuLoad: 5.6, vcpus: 8, memoryMiB: 16_000 }), vm("riser", "h1", { cpuLoad: 0.1, memoryMiB: 1_000 })]);
+    const history = trend([2, 0.72], [1, 0.74], [0, 0.77]);
+    const five = hotspotReliefSchema.parse({ predictMinutes: 5 });
+    const before = new Map([
+      [vmId("steady"), { atMs: NOW - MIN, cpuLoad: 5.6 }],
+      [vmId("riser"), { atMs: NOW - MIN, cpuLoad: 0 }],
+    ]);
+    const order = (inp: PolicyInput) => [...proposeHotspots(inp, five)][0]?.candidates;
+    expect(order(policyInput(s, { history, vmLoadBefore: before }))).toEqual(["riser", "steady"]);
+    expect(order(policyInput(s, { history }))).toEqual(["steady", "riser"]);
   });
 
   it("a host just over cpuHigh and still rising is relieved at once instead of held back for sustainMinutes", () => {
