@@ -10,7 +10,7 @@
  * API published first (the libvirt driver's integration tests code against it); see lab.test.ts.
  */
 
-import { execFile, execFileSync, spawn } from "node:child_process";
+import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { accessSync, closeSync, constants, createReadStream, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
@@ -655,6 +655,20 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
   const hostNs = new Map<LabHostName, string>();
   const libvirtdPids = new Map<LabHostName, number>();
   const direct = new Set<number>();
+  /**
+   * Starts a process detached (its own session, so a test runner's process-group signals do not reach it half-way),
+   * logging to `logFile`; its PID is kept for teardown.
+   */
+  const spawnDetached = (cmd: string, args: readonly string[], logFile: string, what: string): { child: ChildProcess; pid: number } => {
+    const log = openSync(logFile, "a");
+    const child = spawn(cmd, args, { detached: true, stdio: ["ignore", log, log], env: ENV });
+    closeSync(log);
+    child.unref();
+    const pid = child.pid;
+    if (pid === undefined) throw new Error(`lab: could not start ${what}`);
+    direct.add(pid);
+    return { child, pid };
+  };
   let fusePid: number | undefined;
   const record = (): void => writeFileSync(slot.file, JSON.stringify({ owner: process.pid, dir, namespaces: [...namespaces], pids: fusePid === undefined ? [] : [fusePid] } satisfies SlotRecord));
   const killNow = (): void => {
@@ -745,18 +759,7 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
           writeFileSync(join(h.dir, "ssh/sshd_config"), sshdConfig(h, dir));
         }
         const script = hostScript(h, { ssh, sharedDir, sharedInstancesDir, capsDir });
-        const log = openSync(join(h.dir, "start.log"), "a");
-        // detached: its own session, so a test runner's process-group signals do not reach it half-way.
-        const child = spawn("unshare", ["--mount", "--uts", "--propagation", "private", "--", "sh", "-c", script], {
-          detached: true,
-          stdio: ["ignore", log, log],
-          env: ENV,
-        });
-        closeSync(log);
-        child.unref();
-        const pid = child.pid;
-        if (pid === undefined) throw new Error(`lab: could not start ${h.name}`);
-        direct.add(pid);
+        const { child, pid } = spawnDetached("unshare", ["--mount", "--uts", "--propagation", "private", "--", "sh", "-c", script], join(h.dir, "start.log"), h.name);
         let exited = false;
         child.once("exit", () => (exited = true));
         const deadline = Date.now() + 90_000;
@@ -913,18 +916,13 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
         // Any process left in the namespace (sshd, QEMU) keeps its mounts alive; libvirtd joins it again.
         const anchor = ns === undefined ? undefined : processesIn(new Set([ns]))[0];
         if (anchor === undefined) throw new Error(`lab: nothing runs in ${name}'s namespaces any more (no sshd, no guest), so its libvirtd cannot be restarted`);
-        const log = openSync(join(dir, name, "start.log"), "a");
         // nsenter execs libvirtd (no --fork), so the child's PID is libvirtd's.
-        const child = spawn("nsenter", ["--target", String(anchor), "--mount", "--uts", "--", "libvirtd", "--listen", "--config", "/etc/libvirt/libvirtd.conf", "--pid-file", "/run/libvirtd.pid"], {
-          detached: true,
-          stdio: ["ignore", log, log],
-          env: ENV,
-        });
-        closeSync(log);
-        child.unref();
-        const pid = child.pid;
-        if (pid === undefined) throw new Error(`lab: could not restart libvirtd of ${name}`);
-        direct.add(pid);
+        const { child, pid } = spawnDetached(
+          "nsenter",
+          ["--target", String(anchor), "--mount", "--uts", "--", "libvirtd", "--listen", "--config", "/etc/libvirt/libvirtd.conf", "--pid-file", "/run/libvirtd.pid"],
+          join(dir, name, "start.log"),
+          `libvirtd of ${name} (restart)`,
+        );
         libvirtdPids.set(name, pid);
         let exited = false;
         child.once("exit", () => (exited = true));
