@@ -10,7 +10,7 @@
  * Targets per scenario: ballast's hotspot host-minutes ≥ 90 % below none; ≤ half the migrations of (b) with
  * hotspot minutes no worse than (b)'s; fewer migrations than (c) at equal or better hotspot minutes; no ping-pong.
  *
- *   npm run bench:quality [-- --json] [-- --duration 24h --scenarios DIR]
+ *   npm run bench:quality [-- --json] [-- --duration 24h --scenarios DIR --seed-offset N]
  *
  * Deterministic: seeded simulator, virtual time. Missed targets are reported, not fatal.
  */
@@ -81,8 +81,13 @@ function row(scenario: string, r: SimulationReport): QualityRow {
 }
 
 /** Runs every algorithm on one scenario file. */
-export async function runScenario(file: string, opts: { durationMs: number; roundIntervalMs: number; algorithms?: readonly Algorithm[] }): Promise<QualityRow[]> {
-  const config = loadConfig(file);
+export async function runScenario(
+  file: string,
+  opts: { durationMs: number; roundIntervalMs: number; algorithms?: readonly Algorithm[]; seedOffset?: number },
+): Promise<QualityRow[]> {
+  const loaded = loadConfig(file);
+  // Another seed: the same scenario with other VM sizes, bursts and failures (how robust a result is).
+  const config = opts.seedOffset && loaded.sim ? { ...loaded, sim: { ...loaded.sim, seed: loaded.sim.seed + opts.seedOffset } } : loaded;
   const name = config.scenario?.name ?? file;
   const rows: QualityRow[] = [];
   for (const a of opts.algorithms ?? ALGORITHMS) rows.push(row(name, await runSimulation(config, a.factory(), opts)));
@@ -167,7 +172,7 @@ async function main(): Promise<void> {
   const rows: QualityRow[] = [];
   const targets: TargetCheck[] = [];
   for (const file of files) {
-    const r = await runScenario(file, { durationMs: duration, roundIntervalMs: 60_000 });
+    const r = await runScenario(file, { durationMs: duration, roundIntervalMs: 60_000, seedOffset: Number(argValue("seed-offset") ?? 0) });
     rows.push(...r);
     targets.push(...checkTargets(r));
   }

@@ -218,7 +218,7 @@ export const guardsSchema = z.strictObject({
   hostBackoffMinutes: z.number().min(0).default(30),
   /** A host that took part (source or destination) in this many migrations in the last hour takes part in no more; drains are exempt. */
   maxMigrationsPerHostPerHour: z.number().int().min(1).default(6),
-  /** A VM does not return to a host it left within this long (0 turns the check off); drains are exempt. */
+  /** A VM does not return to a host it left within this long (0 turns the check off); a drain returns it only when no other host fits. */
   returnCooldownMinutes: z.number().min(0).default(360),
 });
 

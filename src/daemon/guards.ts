@@ -11,7 +11,10 @@ export interface MoveGuards {
   readonly exclude: (vm: VmId, policy: string) => Verdict;
   /** Whether a host may take part in a migration (source or destination) for the policy now. */
   readonly excludeHost: (host: HostId, policy: string) => Verdict;
-  /** Whether the VM may go to the host now: not back to a host it left within the return cooldown. */
+  /**
+   * Whether the VM may go to the host now: not back to a host it left within the return cooldown (for a drain, the
+   * planner's last resort).
+   */
   readonly excludeDestination: (vm: VmId, dest: HostId, policy: string) => Verdict;
   /** Codes of the refusals handed out this round, one per refusal, for metrics. */
   readonly refusals: () => readonly string[];
@@ -39,8 +42,8 @@ const DRAIN = "maintenance-drain";
  * Guards that read history (so they survive restarts): per-VM cooldown after a move, longer back-off after a
  * failure, no move while an earlier one is unreconciled, the hourly limits (overall and per host), host
  * back-off after repeated failures, and no return to a host the VM left within the return cooldown. A
- * drain is the operator's explicit wish, so it overrides the ordinary cooldown, the per-host limit and the
- * return cooldown, never a failure back-off.
+ * drain is the operator's explicit wish, so it overrides the ordinary cooldown and the per-host limit, and
+ * goes back to a host the VM just left only when no other host fits; never a failure back-off.
  */
 export function moveGuards(store: HistoryStore, cfg: GuardsConfig, nowMs: number): MoveGuards {
   const given: string[] = [];
@@ -84,8 +87,9 @@ export function moveGuards(store: HistoryStore, cfg: GuardsConfig, nowMs: number
       ? refuse("host-hourly-limit", `${host} took part in ${n} migrations in the last hour (limit ${cfg.maxMigrationsPerHostPerHour} per host)`)
       : OK;
   };
-  const judgeDestination = (vm: VmId, dest: HostId, policy: string): Verdict => {
-    if (policy === DRAIN || cfg.returnCooldownMinutes <= 0) return OK;
+  // Asked of drains too: the planner then prefers another host and sends the VM back only when none other fits.
+  const judgeDestination = (vm: VmId, dest: HostId): Verdict => {
+    if (cfg.returnCooldownMinutes <= 0) return OK;
     const left = store.vmLeftHostAt(vm, dest);
     if (left === undefined || nowMs >= left + cfg.returnCooldownMinutes * MINUTE) return OK;
     return refuse("return-cooldown", `${vm} left ${dest} ${Math.round((nowMs - left) / MINUTE)} min ago (return cooldown ${cfg.returnCooldownMinutes} min)`);
@@ -93,7 +97,7 @@ export function moveGuards(store: HistoryStore, cfg: GuardsConfig, nowMs: number
   const drainOr = (policy: string): string => (policy === DRAIN ? DRAIN : "");
   return {
     excludeHost: memo((host: HostId, policy: string) => `${drainOr(policy)}\u0000${host}`, judgeHost),
-    excludeDestination: memo((vm: VmId, dest: HostId, policy: string) => `${drainOr(policy)}\u0000${vm}\u0000${dest}`, judgeDestination),
+    excludeDestination: memo((vm: VmId, dest: HostId) => `${vm}\u0000${dest}`, judgeDestination),
     exclude: memo((vm: VmId, policy: string) => `${policy}\u0000${vm}`, judge),
     refusals: () => given,
     hourlyLimitReached: () => {

@@ -307,8 +307,10 @@ function tryCandidate(
   let best = scan(scanCtx, hosts, sorted?.bound, { relaxAffinity: false, park: parkEmptyHosts });
   // Parked (empty) hosts are the fallback when no host in use can take the VM.
   if (!best && parkEmptyHosts) best = rescan({ relaxAffinity: false, park: false });
-  // An evacuation must leave: when the affinity group's host cannot take the VM, any host will do.
-  if (!best && rule && goal.kind === "evacuate") best = rescan({ relaxAffinity: true, park: false });
+  // An evacuation must leave: a host the VM left recently is taken only when no other can (so a drain does not
+  // send it straight back), and when the affinity group's host cannot take it, any host will do.
+  if (!best && goal.kind === "evacuate" && opts.excludeDestination) best = rescan({ relaxAffinity: false, relaxReturn: true, park: false });
+  if (!best && rule && goal.kind === "evacuate") best = rescan({ relaxAffinity: true, relaxReturn: true, park: false });
   if (!best) {
     const why = summarise(source, vm, counts, opts.thresholds);
     return explain ? { why, explain: { vm: id, prediction: predictMigration(vm, likelyKind(vm), linkAssumptions(opts.migration)), rejected, feasible } } : { why };
@@ -340,6 +342,8 @@ interface ScanContext {
 interface ScanPass {
   /** Affinity groups may be split (an evacuation whose group host cannot take the VM). */
   readonly relaxAffinity: boolean;
+  /** The destination guard (return cooldown) is skipped: an evacuation that no other host can take. */
+  readonly relaxReturn?: boolean;
   /** Empty hosts are refused (parked by consolidation). */
   readonly park: boolean;
 }
@@ -361,7 +365,7 @@ function scan(c: ScanContext, hosts: readonly Host[], bound: readonly number[] |
     if (v.ok) {
       const tagged = rule?.(dest, pass.relaxAffinity);
       const own = tagged && !tagged.ok ? tagged : proposal.accept?.(vm, dest, after);
-      const refusal = own && !own.ok ? own : opts.excludeDestination?.(vm.id, dest.name, proposal.policy);
+      const refusal = own && !own.ok ? own : pass.relaxReturn === true ? undefined : opts.excludeDestination?.(vm.id, dest.name, proposal.policy);
       if (refusal && !refusal.ok) v = refusal;
       else if (pass.park && state.vmsOn(dest.name).length === 0) v = { ok: false, code: "parked", reason: `${dest.name} is empty (parked while consolidation is enabled)` };
     }

@@ -100,13 +100,13 @@ describe("move guards read from history", () => {
     store.close();
   });
 
-  it("return cooldown: a VM does not go back to a host it left within it (a drain may); the planner picks another host", () => {
+  it("return cooldown: a VM does not go back to a host it left within it; the planner picks another host", () => {
     const store = openHistory(IN_MEMORY);
     migrated(store, "x", "h2", "h1", "succeeded", 120);
     const guards = moveGuards(store, cfg, NOW);
     expect(guards.excludeDestination(vmId("x"), hostId("h2"), "hotspot-relief")).toMatchObject({ ok: false, code: "return-cooldown", reason: "x left h2 120 min ago (return cooldown 360 min)" });
     expect(guards.excludeDestination(vmId("x"), hostId("h3"), "hotspot-relief").ok).toBe(true);
-    expect(guards.excludeDestination(vmId("x"), hostId("h2"), "maintenance-drain").ok).toBe(true);
+    expect(guards.excludeDestination(vmId("x"), hostId("h2"), "maintenance-drain")).toMatchObject({ ok: false, code: "return-cooldown" });
     expect(moveGuards(store, cfg, NOW + 241 * MIN).excludeDestination(vmId("x"), hostId("h2"), "hotspot-relief").ok).toBe(true);
     expect(moveGuards(store, { ...cfg, returnCooldownMinutes: 0 }, NOW).excludeDestination(vmId("x"), hostId("h2"), "hotspot-relief").ok).toBe(true);
 
@@ -120,6 +120,26 @@ describe("move guards read from history", () => {
       excludeDestination: guards.excludeDestination,
     });
     expect(p.moves.map((m) => m.to)).toEqual<HostId[]>([hostId("h3")]);
+    store.close();
+  });
+
+  it("a drain sends a VM back to a host it just left only when no other host can take it", () => {
+    const store = openHistory(IN_MEMORY);
+    migrated(store, "x", "h2", "h1", "succeeded", 60);
+    const guards = moveGuards(store, cfg, NOW);
+    const drain = (hosts: ReturnType<typeof host>[]) =>
+      plan(cluster(hosts, [vm("x", "h1", { cpuLoad: 1 })]), {
+        policies: [maintenanceDrain.create()],
+        thresholds: thresholdsSchema.parse({}),
+        migration: migrationSchema.parse({}),
+        nowMs: NOW,
+        exclude: guards.exclude,
+        excludeDestination: guards.excludeDestination,
+      }).moves.map((m) => m.to);
+    // h2 is the emptiest, but x left it an hour ago: h3 takes it.
+    expect(drain([host("h1", { maintenance: true }), host("h2", { cpuLoad: 0 }), host("h3", { cpuLoad: 0.4 })])).toEqual<HostId[]>([hostId("h3")]);
+    // No other host: the drain still empties h1.
+    expect(drain([host("h1", { maintenance: true }), host("h2", { cpuLoad: 0 }), host("h3", { maintenance: true })])).toEqual<HostId[]>([hostId("h2")]);
     store.close();
   });
 
