@@ -1,5 +1,5 @@
 import { memoryFraction, type CellId, type Host, type HostId } from "../model/index.js";
-import type { Goal, Thresholds } from "../policies/types.js";
+import { fillsToHigh, type Goal, type Thresholds } from "../policies/types.js";
 import { compareStrings } from "../policies/text.js";
 import { score, type ScoreWeights } from "./scoring.js";
 import type { PlanState } from "./plan-state.js";
@@ -28,7 +28,7 @@ export class DestinationOrder {
   /** Hosts of the cell, best bound first, with their bounds (live arrays: read, do not keep). */
   get(cell: CellId, goal: Goal): Order {
     // Bounds depend only on the band the goal holds destinations to: every non-evacuating goal shares one order.
-    const key = `${goal.kind === "evacuate" ? "high" : "low"}\u0000${cell}`;
+    const key = `${fillsToHigh(goal) ? "high" : "low"}\u0000${cell}`;
     const hit = this.orders.get(key);
     if (hit) return hit.order;
     const hosts = [...this.state.hostsInCell(cell)];

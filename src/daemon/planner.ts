@@ -239,13 +239,21 @@ function serve(
   const srcGuard = opts.excludeHost?.(source.name, proposal.policy);
   if (srcGuard && !srcGuard.ok) return block(srcGuard.reason);
 
-  const whys: { vm: VmId; why: string }[] = [];
-  for (const id of proposal.candidates) {
-    const r = tryCandidate(id, proposal, source, ctx);
-    if (r.explain) candidates.push(r.explain);
-    if (r.move) return { move: r.move, candidates };
-    whys.push({ vm: id, why: r.why });
-  }
+  let whys: { vm: VmId; why: string }[] = [];
+  const attempt = (p: Proposal): Move | undefined => {
+    whys = [];
+    for (const id of p.candidates) {
+      const r = tryCandidate(id, p, source, ctx);
+      if (r.explain) candidates.push(r.explain);
+      if (r.move) return r.move;
+      whys.push({ vm: id, why: r.why });
+    }
+    return undefined;
+  };
+  const goal = proposal.goal;
+  // A hotspot no host under the low band can relieve goes to one that stays under the high band: better than hot.
+  const move = attempt(proposal) ?? (goal.kind === "relieve" && goal.intoBand !== true ? attempt({ ...proposal, goal: { ...goal, intoBand: true } }) : undefined);
+  if (move) return { move, candidates };
   const [only] = whys;
   if (whys.length === 1 && only) return block(only.why);
   const shown = whys.slice(0, 3).map((w) => `${w.vm}: ${w.why}`);

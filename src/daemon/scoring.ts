@@ -1,4 +1,4 @@
-import type { Goal, Thresholds } from "../policies/types.js";
+import { fillsToHigh, type Goal, type Thresholds } from "../policies/types.js";
 
 /** Relative weight of CPU and memory headroom when scoring feasible destinations (normalised to sum 1). */
 export interface ScoreWeights {
@@ -21,7 +21,8 @@ export function normaliseWeights(w: ScoreWeights): ScoreWeights {
  * Non-increasing in both loads, so a host's score with nothing added bounds any move's score onto it.
  */
 export function score(cpuAfter: number, memAfter: number, goal: Goal, t: Thresholds, w: ScoreWeights = DEFAULT_WEIGHTS): number {
-  const cpuLimit = Math.max(goal.kind === "evacuate" ? t.cpuHigh : t.cpuLow, 1e-9);
-  const memLimit = Math.max(goal.kind === "evacuate" ? t.memHigh : t.memLow, 1e-9);
+  const high = fillsToHigh(goal);
+  const cpuLimit = Math.max(high ? t.cpuHigh : t.cpuLow, 1e-9);
+  const memLimit = Math.max(high ? t.memHigh : t.memLow, 1e-9);
   return (w.cpu * (cpuLimit - cpuAfter)) / cpuLimit + (w.memory * (memLimit - memAfter)) / memLimit;
 }

@@ -54,8 +54,11 @@ export interface PolicyInput {
 export type Goal =
   /** Leave the host (maintenance): any destination that passes the constraints will do. */
   | { readonly kind: "evacuate" }
-  /** Bring the source under these fractions; the destination must stay under the low band. */
-  | { readonly kind: "relieve"; readonly cpuBelow: number; readonly memBelow: number }
+  /**
+   * Bring the source under these fractions; the destination must stay under the low band, or (intoBand: when no
+   * host under it can take any candidate) under the high band.
+   */
+  | { readonly kind: "relieve"; readonly cpuBelow: number; readonly memBelow: number; readonly intoBand?: boolean }
   /** A better placement (affinity, balance, consolidation): the destination must stay under the low band. */
   | { readonly kind: "place" };
 
@@ -122,3 +125,6 @@ export interface PolicyDefinition<S extends z.ZodType = z.ZodType> {
   readonly schema: S;
   create(params: z.output<S>): Policy;
 }
+
+/** Whether the goal holds destinations under cpuHigh/memHigh (not the low band). */
+export const fillsToHigh = (goal: Goal): boolean => goal.kind === "evacuate" || (goal.kind === "relieve" && goal.intoBand === true);

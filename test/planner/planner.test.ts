@@ -185,6 +185,17 @@ describe("planner: hotspot relief", () => {
     expect(plan(s, planOpts()).moves.map((m) => m.to)).toEqual(["d2"]);
   });
 
+  it("when no destination would stay under cpuLow, the relief goes to one that stays under cpuHigh (better than hot)", () => {
+    // d1 at 0.6 + 0.2 = 0.8 and d2 at 0.65 + 0.2 = 0.85: only d1 stays under cpuHigh.
+    const s = cluster(
+      [host("hot"), host("d1", { cpuLoad: 0.6 }), host("d2", { cpuLoad: 0.65 })],
+      [vm("a", "hot", { cpuLoad: 5.5, vcpus: 8 }), vm("c", "hot", { cpuLoad: 2, vcpus: 4 })],
+    );
+    const p = plan(s, planOpts());
+    expect(p.moves.map((m) => [m.vm, m.to])).toEqual([["c", "d1"]]);
+    expect(hostOf(replay(s, p), "d1")?.cpuLoad).toBeLessThan(T.cpuHigh);
+  });
+
   it("several moves when no single VM relieves the host; re-planned after each", () => {
     // hot: 0.2 + 8 × 0.95/10 = 0.96; each VM frees 0.095: two moves are needed.
     const vms = Array.from({ length: 8 }, (_, i) => vm(`v${i}`, "hot", { cpuLoad: 0.95, memoryMiB: 1000 + i }));
@@ -201,7 +212,7 @@ describe("planner: hotspot relief", () => {
     expect(p.moves).toEqual([]);
     expect(p.blocked).toHaveLength(1);
     expect(p.blocked[0]?.vm).toBe("c");
-    expect(p.blocked[0]?.reason).toMatch(/^host hot hot: cpu 95% ≥ cpuHigh 85% in the snapshot; none of 3 candidates can move — c: no destination in cell c1: 2 hosts would reach cpuLow 70%/);
+    expect(p.blocked[0]?.reason).toMatch(/^host hot hot: cpu 95% ≥ cpuHigh 85% in the snapshot; none of 3 candidates can move — c: no destination in cell c1: 2 hosts would reach cpuHigh 85%/);
     expect(p.explain).toHaveLength(1);
   });
 

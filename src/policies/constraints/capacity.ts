@@ -1,5 +1,5 @@
 import { memoryFraction, type Host, type HostLoad } from "../../model/index.js";
-import type { Goal, Thresholds, Verdict } from "../types.js";
+import { fillsToHigh, type Goal, type Thresholds, type Verdict } from "../types.js";
 import { pct } from "../text.js";
 
 const OK: Verdict = Object.freeze({ ok: true });
@@ -9,7 +9,8 @@ const OK: Verdict = Object.freeze({ ok: true });
  * planner computes it once with the model's `loadWith`):
  *
  * - always: memory stays below memHigh of the host (so below its physical memory: never overcommitted);
- * - evacuate: CPU stays below cpuHigh (never pushed to or over the band, so it does not become a hotspot);
+ * - evacuate (and a relief into the band, when no host under it can help): CPU stays below cpuHigh (never
+ *   pushed to or over the band, so it does not become a hotspot);
  * - relieve: CPU below cpuLow and memory below memLow (hysteresis: the destination is never the next
  *   hotspot, so nothing ping-pongs).
  *
@@ -25,7 +26,7 @@ export function capacity(dest: Host, after: HostLoad, addedMemoryMiB: number, go
       reason: `${dest.name} lacks memory: needs ${addedMemoryMiB} MiB, ${free} MiB free below memHigh ${pct(t.memHigh)}`,
     };
   }
-  if (goal.kind === "evacuate") {
+  if (fillsToHigh(goal)) {
     if (after.cpuLoad >= t.cpuHigh) {
       return { ok: false, code: "cpu-high", reason: `${dest.name} would reach cpu ${pct(after.cpuLoad)} ≥ cpuHigh ${pct(t.cpuHigh)}` };
     }
