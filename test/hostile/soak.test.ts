@@ -54,10 +54,13 @@ describe("soak: the daemon over 300 rounds of a 200-host, 6,000-VM simulated clu
     expect(last.dbBytes).toBeLessThanOrEqual(first.dbBytes * 1.25);
   });
 
-  it("no handle or listener is left behind: same handles and process listeners at the end as at the start", () => {
+  it("no handle or listener is left behind: no more handles of any kind and the same process listeners at the end as at the start", () => {
     const { start, end, afterStop } = report.resources;
-    expect(handles(end)).toEqual(handles(start));
-    expect(handles(afterStop)).toEqual(handles(start));
+    // Not more of any kind: a timer of the test runner's that was pending at the start may have fired since.
+    const grown = (r: Resources): Record<string, number> =>
+      Object.fromEntries(Object.entries(handles(r)).filter(([k, n]) => n > (handles(start)[k] ?? 0)));
+    expect(grown(end)).toEqual({});
+    expect(grown(afterStop)).toEqual({});
     expect(end.processListeners).toBe(start.processListeners);
     expect(afterStop.processListeners).toBe(start.processListeners);
   });
