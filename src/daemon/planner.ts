@@ -240,8 +240,10 @@ function serve(
   if (srcGuard && !srcGuard.ok) return block(srcGuard.reason);
 
   let whys: { vm: VmId; why: string }[] = [];
+  // Explain and blocked reasons describe the last attempt (the one into the band, when it was needed).
   const attempt = (p: Proposal): Move | undefined => {
     whys = [];
+    candidates.length = 0;
     for (const id of p.candidates) {
       const r = tryCandidate(id, p, source, ctx);
       if (r.explain) candidates.push(r.explain);

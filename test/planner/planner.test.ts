@@ -214,6 +214,8 @@ describe("planner: hotspot relief", () => {
     expect(p.blocked[0]?.vm).toBe("c");
     expect(p.blocked[0]?.reason).toMatch(/^host hot hot: cpu 95% ≥ cpuHigh 85% in the snapshot; none of 3 candidates can move — c: no destination in cell c1: 2 hosts would reach cpuHigh 85%/);
     expect(p.explain).toHaveLength(1);
+    // Each candidate once: the explanation is of the last attempt (into the band), not of both.
+    expect(p.explain?.[0]?.candidates.map((c) => c.vm)).toEqual(["c", "b", "a"]);
   });
 
   it("no history given: snapshot load counts; history given and not sustained: nothing moves", () => {
