@@ -68,6 +68,15 @@ export interface ExecutorDeps {
 const VERIFY_SETTLE_MS = 30_000;
 const VERIFY_POLL_MS = 1000;
 
+/** A journal write after the intent: its failure (disk full) must not stop the migration being watched and verified. */
+function bestEffort(write: () => void): void {
+  try {
+    write();
+  } catch {
+    // the round's own bookkeeping fails too, and logs why
+  }
+}
+
 /** Job statistics are journalled at most this often; guard decisions always. */
 const STATS_JOURNAL_EVERY_MS = 10_000;
 
@@ -126,13 +135,7 @@ export class Executor {
     observer?.onStart?.(move, id);
     // From here on journal writes are best-effort (disk full): the migration must still be watched and verified.
     // A record that cannot be closed stays open, and reconciliation closes it once the disk takes writes again.
-    const write = (fn: () => void): void => {
-      try {
-        fn();
-      } catch {
-        // the round's own bookkeeping fails too, and logs why
-      }
-    };
+    const write = bestEffort;
     const finish = (r: Omit<ExecutionResult, "migrationId" | "durationMs">): ExecutionResult => {
       const finishedAt = clock.now();
       const result: ExecutionResult = { ...r, migrationId: id, durationMs: Math.round(this.mono() - startedMono) };
@@ -262,11 +265,7 @@ export class Executor {
     let stillPausedMs = 0;
     if (only && rest.length === 0 && pausedByUs && only.state === "paused") {
       await driver.resume(move.vm, only.host).catch((e: unknown) => {
-        try {
-          journal.appendMigrationEvent(id, { at: clock.now(), kind: "note", data: { resumeFailed: String(e) } });
-        } catch {
-          // best-effort, as every write after the intent
-        }
+        bestEffort(() => journal.appendMigrationEvent(id, { at: clock.now(), kind: "note", data: { resumeFailed: String(e) } }));
       });
       stillPausedMs = Math.round(this.mono() - endedAt);
     }

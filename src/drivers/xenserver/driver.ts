@@ -384,16 +384,14 @@ export class XenServerDriver implements Driver {
       }
     })
       // A running VM that was shut down for a move that then failed or was aborted is started where it was.
-      .then(() => (halted ? this.restartIfNotMoved(job, src, req) : undefined))
+      .then(() => (halted ? this.restartIfNotMoved(job, req) : undefined))
       .catch((e: unknown) => this.log?.warn({ vm: req.vm, error: describeError(e) }, "could not restart VM on its source after a failed cold move"));
     return job;
   }
 
-  private async restartIfNotMoved(job: XenMigration, src: PoolConnection, req: MigrationRequest): Promise<void> {
+  private async restartIfNotMoved(job: XenMigration, req: MigrationRequest): Promise<void> {
     if ((await job.done).status === "succeeded") return;
-    const back = await this.freshVm(src, req.vm);
-    const srcHost = this.findHost(req.from);
-    if (back?.rec.power_state === "Halted" && srcHost) await this.startOn(srcHost, back.ref);
+    await this.start(req.vm, req.from);
   }
 
   /**
