@@ -1,7 +1,7 @@
 import { memoryFraction, type CellId, type Host, type HostId } from "../model/index.js";
 import { fillsToHigh, type Goal, type Thresholds } from "../policies/types.js";
 import { compareStrings } from "../policies/text.js";
-import { score, type ScoreWeights } from "./scoring.js";
+import { score, weightsFor, type ScoreWeights } from "./scoring.js";
 import type { PlanState } from "./plan-state.js";
 
 interface Order {
@@ -27,8 +27,9 @@ export class DestinationOrder {
 
   /** Hosts of the cell, best bound first, with their bounds (live arrays: read, do not keep). */
   get(cell: CellId, goal: Goal): Order {
-    // Bounds depend only on the band the goal holds destinations to: every non-evacuating goal shares one order.
-    const key = `${fillsToHigh(goal) ? "high" : "low"}\u0000${cell}`;
+    // Bounds depend only on the band the goal holds destinations to and the dimensions it weighs.
+    const w = weightsFor(goal, this.weights);
+    const key = `${fillsToHigh(goal) ? "high" : "low"}\u0000${w.cpu}\u0000${w.memory}\u0000${cell}`;
     const hit = this.orders.get(key);
     if (hit) return hit.order;
     const hosts = [...this.state.hostsInCell(cell)];

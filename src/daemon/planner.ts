@@ -253,8 +253,9 @@ function serve(
     return undefined;
   };
   const goal = proposal.goal;
-  // A hotspot no host under the low band can relieve goes to one that stays under the high band: better than hot.
-  const move = attempt(proposal) ?? (goal.kind === "relieve" && goal.intoBand !== true ? attempt({ ...proposal, goal: { ...goal, intoBand: true } }) : undefined);
+  // A hotspot no host under the low band can relieve goes to one that stays under the high band: better than hot
+  // (unless the goal says intoBand: false).
+  const move = attempt(proposal) ?? (goal.kind === "relieve" && goal.intoBand === undefined ? attempt({ ...proposal, goal: { ...goal, intoBand: true } }) : undefined);
   if (move) return { move, candidates };
   const [only] = whys;
   if (whys.length === 1 && only) return block(only.why);

@@ -20,9 +20,19 @@ export function normaliseWeights(w: ScoreWeights): ScoreWeights {
  * (cpuHigh/memHigh to evacuate, cpuLow/memLow to relieve): 1 = empty, 0 = at the limit. Weighted sum.
  * Non-increasing in both loads, so a host's score with nothing added bounds any move's score onto it.
  */
-export function score(cpuAfter: number, memAfter: number, goal: Goal, t: Thresholds, w: ScoreWeights = DEFAULT_WEIGHTS): number {
+export function score(cpuAfter: number, memAfter: number, goal: Goal, t: Thresholds, base: ScoreWeights = DEFAULT_WEIGHTS): number {
   const high = fillsToHigh(goal);
+  const w = weightsFor(goal, base);
   const cpuLimit = Math.max(high ? t.cpuHigh : t.cpuLow, 1e-9);
   const memLimit = Math.max(high ? t.memHigh : t.memLow, 1e-9);
   return (w.cpu * (cpuLimit - cpuAfter)) / cpuLimit + (w.memory * (memLimit - memAfter)) / memLimit;
+}
+
+/**
+ * A relief is judged by the headroom it leaves in the dimension that was hot: a CPU hotspot's VM goes where CPU
+ * has most room (memory only has to fit), or the next busy host is the next hotspot. Other goals weigh both.
+ */
+export function weightsFor(goal: Goal, w: ScoreWeights): ScoreWeights {
+  if (goal.kind !== "relieve" || goal.hot === "both") return w;
+  return goal.hot === "cpu" ? { cpu: 1, memory: 0 } : { cpu: 0, memory: 1 };
 }

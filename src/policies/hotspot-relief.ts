@@ -222,7 +222,13 @@ export function* proposeHotspots(input: PolicyInput, params: HotspotReliefParams
       priority: HOTSPOT_RELIEF_PRIORITY,
       source: host.name,
       candidates,
-      goal: { kind: "relieve", cpuBelow: state.cpuBar, memBelow: input.thresholds.memHigh },
+      goal: {
+        kind: "relieve",
+        cpuBelow: state.cpuBar,
+        memBelow: input.thresholds.memHigh,
+        hot: state.cpuHot && state.memHot ? "both" : state.cpuHot ? "cpu" : "memory",
+        ...(state.predictedRise !== undefined && { intoBand: false }),
+      },
       reason: hotReason(host, state, input, params),
       key: `${HOTSPOT_RELIEF}:${host.name}`,
     };

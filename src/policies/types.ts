@@ -55,10 +55,18 @@ export type Goal =
   /** Leave the host (maintenance): any destination that passes the constraints will do. */
   | { readonly kind: "evacuate" }
   /**
-   * Bring the source under these fractions; the destination must stay under the low band, or (intoBand: when no
-   * host under it can take any candidate) under the high band.
+   * Bring the source under these fractions; the destination must stay under the low band, or under the high band
+   * (intoBand: true, tried when no host under the low band can take any candidate). intoBand: false forbids that
+   * fallback (a hotspot only predicted is not worth filling another host into the band).
    */
-  | { readonly kind: "relieve"; readonly cpuBelow: number; readonly memBelow: number; readonly intoBand?: boolean }
+  | {
+      readonly kind: "relieve";
+      readonly cpuBelow: number;
+      readonly memBelow: number;
+      /** The hot dimension(s): destinations are scored by their headroom in it. */
+      readonly hot: "cpu" | "memory" | "both";
+      readonly intoBand?: boolean;
+    }
   /** A better placement (affinity, balance, consolidation): the destination must stay under the low band. */
   | { readonly kind: "place" };
 

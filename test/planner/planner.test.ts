@@ -196,6 +196,32 @@ describe("planner: hotspot relief", () => {
     expect(hostOf(replay(s, p), "d1")?.cpuLoad).toBeLessThan(T.cpuHigh);
   });
 
+  it("a CPU hotspot's VM goes to the host with most CPU room, a memory hotspot's to the one with most memory room", () => {
+    // c adds 0.2 CPU and 2,000 MiB. Weighing both dimensions equally, roomy-mem would win the CPU relief.
+    const dests = [host("roomy-cpu", { cpuLoad: 0.1, memoryUsedMiB: 70_000 }), host("roomy-mem", { cpuLoad: 0.4, memoryUsedMiB: 10_000 })];
+    const cpuHot = cluster([host("hot"), ...dests], [vm("a", "hot", { cpuLoad: 3, vcpus: 4, memoryMiB: 16000 }), vm("b", "hot", { cpuLoad: 2.5, vcpus: 4, memoryMiB: 4000 }), vm("c", "hot", { cpuLoad: 2, vcpus: 4, memoryMiB: 2000 })]);
+    expect(plan(cpuHot, planOpts()).moves.map((m) => [m.vm, m.to])).toEqual([["c", "roomy-cpu"]]);
+    // hot: 20,000 + 72,000 MiB = 92 % ≥ memHigh, CPU 0.2 + 0.3.
+    const memHot = cluster([host("hot"), ...dests], [vm("m", "hot", { cpuLoad: 1, memoryMiB: 64_000 }), vm("n", "hot", { cpuLoad: 1, memoryMiB: 4_000 }), vm("o", "hot", { cpuLoad: 1, memoryMiB: 4_000 })]);
+    expect(plan(memHot, planOpts()).moves.map((m) => [m.vm, m.to])).toEqual([["n", "roomy-mem"]]);
+  });
+
+  it("a hotspot only predicted is not relieved into the band: it waits for a host under cpuLow", () => {
+    // hot: 0.11 + 0.5 + 0.2 = 0.81 rising 0.07/min: projected 0.88 ≥ cpuHigh. c's move leaves 0.61, but d1 would reach
+    // 0.75 and d2 0.8, both in the band (cpuLow 0.7 – cpuHigh 0.85).
+    const s = cluster(
+      [host("hot", { cpuLoad: 0.11 }), host("d1", { cpuLoad: 0.55 }), host("d2", { cpuLoad: 0.6 })],
+      [vm("a", "hot", { cpuLoad: 5, vcpus: 8 }), vm("c", "hot", { cpuLoad: 2, vcpus: 4 })],
+    );
+    const rising = new Map<HostId, LoadPoint[]>([
+      [s.hosts[0]!.name, [{ atMs: NOW - 120_000, cpuLoad: 0.67 }, { atMs: NOW - 60_000, cpuLoad: 0.73 }, { atMs: NOW, cpuLoad: 0.81 }]],
+    ]);
+    const predictive = enabledPolicies(policyConfigSchema.parse({ "hotspot-relief": { predictMinutes: 1 } }));
+    const p = plan(s, planOpts({ policies: predictive, history: rising }));
+    expect(p.moves).toEqual([]);
+    expect(p.blocked[0]?.reason).toMatch(/^host hot hot: cpu 81% rising, projected 88% ≥ cpuHigh 85% within 1 min; .*would reach cpuLow 70%/);
+  });
+
   it("several moves when no single VM relieves the host; re-planned after each", () => {
     // hot: 0.2 + 8 × 0.95/10 = 0.96; each VM frees 0.095: two moves are needed.
     const vms = Array.from({ length: 8 }, (_, i) => vm(`v${i}`, "hot", { cpuLoad: 0.95, memoryMiB: 1000 + i }));

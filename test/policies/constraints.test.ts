@@ -5,7 +5,7 @@ import type { Goal } from "../../src/policies/types.js";
 import { host, MIG, T, vm } from "../planner/fixtures.js";
 
 const evacuate: Goal = { kind: "evacuate" };
-const relieve: Goal = { kind: "relieve", cpuBelow: T.cpuHigh, memBelow: T.memHigh };
+const relieve: Goal = { kind: "relieve", cpuBelow: T.cpuHigh, memBelow: T.memHigh, hot: "cpu" };
 
 describe("cell boundary", () => {
   it.each([

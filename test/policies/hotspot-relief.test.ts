@@ -83,7 +83,7 @@ describe("rankCandidates / proposals", () => {
     expect(rest).toEqual([]);
     expect(p?.source).toBe("h1");
     expect(p?.candidates).toEqual(["small-enough", "mid-enough", "big-enough", "tiny-cpu"]);
-    expect(p?.goal).toEqual({ kind: "relieve", cpuBelow: T.cpuHigh, memBelow: T.memHigh });
+    expect(p?.goal).toEqual({ kind: "relieve", cpuBelow: T.cpuHigh, memBelow: T.memHigh, hot: "cpu" });
     expect(p?.reason).toBe("host h1 hot: cpu 95% ≥ cpuHigh 85% in the snapshot");
     expect(p?.policy).toBe("hotspot-relief");
   });
