@@ -3,7 +3,6 @@ import type { Driver } from "../drivers/driver.js";
 import type { ClusterSnapshot, HostId, Move, VmId } from "../model/index.js";
 import { imbalance } from "../model/index.js";
 import type { ResolvedConfig } from "../config/index.js";
-import { TREND_WINDOW_MS } from "../policies/hotspot-relief.js";
 import { enabledPolicies } from "../policies/registry.js";
 import type { HistoryStore } from "../store/index.js";
 import type { Clock } from "../util/clock.js";
@@ -202,7 +201,8 @@ export class Daemon {
   }
 
   private historyWindowMs(): number {
-    return Math.max(this.config.policies["hotspot-relief"].sustainMinutes * 60_000, TREND_WINDOW_MS) + 2 * 60_000;
+    // The sustain window, plus the points just before it (the start of a sustained span, the step of a rise).
+    return this.config.policies["hotspot-relief"].sustainMinutes * 60_000 + 2 * 60_000;
   }
 
   get maintenanceFlags(): ReadonlyMap<HostId, MaintenanceFlag> {

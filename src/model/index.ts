@@ -5,3 +5,4 @@ export * from "./load.js";
 export * from "./apply-move.js";
 export * from "./imbalance.js";
 export * from "./prediction.js";
+export * from "./smoothing.js";

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { footprint, loadWith, memoryFraction, type Host, type Prediction, type Vm, type VmId } from "../model/index.js";
+import { footprint, loadWith, memoryFraction, pendingRise, type Host, type Prediction, type Vm, type VmId } from "../model/index.js";
 import type { LoadPoint, PlanNote, Policy, PolicyDefinition, PolicyInput, Proposal, Thresholds } from "./types.js";
 import { compareStrings, pct } from "./text.js";
 
@@ -11,8 +11,9 @@ export const hotspotReliefSchema = z.strictObject({
   /** CPU load must stay at or above cpuHigh this long before a host counts as hot (memory counts at once). */
   sustainMinutes: z.number().min(0).max(1440).default(5),
   /**
-   * Predictive trigger (0 = off): a host at or above cpuLow whose load, projected this many minutes ahead along
-   * its recent trend, reaches cpuHigh counts as hot now, and is relieved enough that the projection stays under.
+   * Predictive trigger (0 = off): a host at or above cpuLow whose smoothed load, projected this many minutes ahead
+   * from its last step (the rise still to come if the demand behind it holds), reaches cpuHigh counts as hot now,
+   * and is relieved enough that the projection stays under.
    */
   predictMinutes: z.number().min(0).max(60).default(0),
 });
@@ -35,28 +36,24 @@ export function sustainedAtOrAbove(points: readonly LoadPoint[] | undefined, now
   return covered;
 }
 
-/** The recent trend is read from the load points of this last span (the latest samples of a rise). */
-export const TREND_WINDOW_MS = 2 * 60_000;
+/** Two load points closer than this are no evidence of a rise: a step is not told from noise. */
+export const RISE_MIN_SPAN_MS = 30_000;
 
 /**
- * Least-squares slope of the load points within the last TREND_WINDOW_MS (load per ms), or 0 when fewer than two
- * points span at least half a minute there: a trend needs evidence. Points after `nowMs` are ignored.
+ * How much a host's smoothed load will still rise within horizonMs, read from its last two load points up to nowMs
+ * (pendingRise: the demand behind the last step, if it holds), or 0 when there are fewer than two or they are
+ * closer than RISE_MIN_SPAN_MS. Points are oldest first; points after nowMs are ignored.
  */
-export function loadTrend(points: readonly LoadPoint[] | undefined, nowMs: number): number {
-  if (!points) return 0;
-  const recent = points.filter((p) => p.atMs <= nowMs && p.atMs >= nowMs - TREND_WINDOW_MS);
-  const first = recent[0];
-  const last = recent[recent.length - 1];
-  if (!first || !last || last.atMs - first.atMs < 30_000) return 0;
-  const mt = recent.reduce((a, p) => a + p.atMs, 0) / recent.length;
-  const ml = recent.reduce((a, p) => a + p.cpuLoad, 0) / recent.length;
-  let num = 0;
-  let den = 0;
-  for (const p of recent) {
-    num += (p.atMs - mt) * (p.cpuLoad - ml);
-    den += (p.atMs - mt) ** 2;
+export function projectedRise(points: readonly LoadPoint[] | undefined, nowMs: number, horizonMs: number): number {
+  let prev: LoadPoint | undefined;
+  let last: LoadPoint | undefined;
+  for (const p of points ?? []) {
+    if (p.atMs > nowMs) continue;
+    prev = last;
+    last = p;
   }
-  return num / den;
+  if (!prev || !last || last.atMs - prev.atMs < RISE_MIN_SPAN_MS) return 0;
+  return pendingRise(prev.cpuLoad, last.cpuLoad, last.atMs - prev.atMs, horizonMs);
 }
 
 /** The share of the host's CPUs by which a VM's own load is rising within predictMinutes (from its previous sample). */
@@ -65,8 +62,8 @@ function vmRiseOf(input: PolicyInput, host: Host, params: HotspotReliefParams): 
   if (!before || params.predictMinutes <= 0) return undefined;
   return (vm) => {
     const p = before.get(vm.id);
-    if (!p || input.nowMs - p.atMs < 30_000) return 0;
-    return (Math.max(0, vm.cpuLoad - p.cpuLoad) / (input.nowMs - p.atMs)) * params.predictMinutes * 60_000 / host.cpus;
+    if (!p || input.nowMs - p.atMs < RISE_MIN_SPAN_MS) return 0;
+    return pendingRise(p.cpuLoad, vm.cpuLoad, input.nowMs - p.atMs, params.predictMinutes * 60_000) / host.cpus;
   };
 }
 
@@ -83,8 +80,8 @@ export interface HotState {
   /** How far over the band, the larger of the hot dimensions (fraction). */
   readonly severity: number;
   /**
-   * The CPU load the host must get under: cpuHigh, less the rise the trend predicts when the host is hot by
-   * prediction (the planned moves take load away; the trend's rise stays).
+   * The CPU load the host must get under: cpuHigh, less the projected rise when the host is hot by prediction
+   * (the planned moves take load away; the rise stays).
    */
   readonly cpuBar: number;
   /** Set when the host is hot by prediction only: the rise expected within predictMinutes. */
@@ -104,11 +101,11 @@ export function hotState(host: Host, input: PolicyInput, windowMs: number, predi
   const points = input.history?.get(host.name);
   const sustained = host.cpuLoad >= cpuHigh && (input.history === undefined || sustainedAtOrAbove(points, input.nowMs, windowMs, cpuHigh));
   // Under cpuLow a host is a fit destination, so it is never hot by prediction: noise at low load moves nothing.
-  // The trend is judged on the sampled load: once the plan has taken load off the host, the next round judges again
+  // The rise is judged on the sampled load: once the plan has taken load off the host, the next round judges again
   // (the moved VM may have taken the rise with it), so a predicted hotspot costs one move per round.
   const rise =
     !sustained && predictMs > 0 && host.cpuLoad >= cpuLow && !lightenedByPlan(host, points, input.nowMs)
-      ? loadTrend(points, input.nowMs) * predictMs
+      ? projectedRise(points, input.nowMs, predictMs)
       : 0;
   const predicted = rise > 0 && host.cpuLoad + rise >= cpuHigh;
   const cpuHot = sustained || predicted;

@@ -207,14 +207,14 @@ describe("planner: hotspot relief", () => {
   });
 
   it("a hotspot only predicted is not relieved into the band: it waits for a host under cpuLow", () => {
-    // hot: 0.11 + 0.5 + 0.2 = 0.81 rising 0.07/min: projected 0.88 ≥ cpuHigh. c's move leaves 0.61, but d1 would reach
+    // hot: 0.11 + 0.5 + 0.2 = 0.81, its last step leaving 0.07 to come within a minute: projected 0.88 ≥ cpuHigh. c's move leaves 0.61, but d1 would reach
     // 0.75 and d2 0.8, both in the band (cpuLow 0.7 – cpuHigh 0.85).
     const s = cluster(
       [host("hot", { cpuLoad: 0.11 }), host("d1", { cpuLoad: 0.55 }), host("d2", { cpuLoad: 0.6 })],
       [vm("a", "hot", { cpuLoad: 5, vcpus: 8 }), vm("c", "hot", { cpuLoad: 2, vcpus: 4 })],
     );
     const rising = new Map<HostId, LoadPoint[]>([
-      [s.hosts[0]!.name, [{ atMs: NOW - 120_000, cpuLoad: 0.67 }, { atMs: NOW - 60_000, cpuLoad: 0.73 }, { atMs: NOW, cpuLoad: 0.81 }]],
+      [s.hosts[0]!.name, [{ atMs: NOW - 60_000, cpuLoad: 0.81 - 0.07 * Math.E }, { atMs: NOW, cpuLoad: 0.81 }]],
     ]);
     const predictive = enabledPolicies(policyConfigSchema.parse({ "hotspot-relief": { predictMinutes: 1 } }));
     const p = plan(s, planOpts({ policies: predictive, history: rising }));

@@ -3,7 +3,7 @@ import {
   hotState,
   hotspotRelief,
   hotspotReliefSchema,
-  loadTrend,
+  projectedRise,
   proposeHotspots,
   rankCandidates,
   reportNotSustained,
@@ -170,18 +170,22 @@ describe("rankCandidates / proposals", () => {
   });
 });
 
-describe("loadTrend", () => {
-  const cases: { name: string; points: LoadPoint[] | undefined; perMinute: number }[] = [
-    { name: "least-squares slope of the last two minutes", points: pts([2, 0.67], [1, 0.73], [0, 0.81]), perMinute: 0.07 },
-    { name: "points older than two minutes do not count", points: pts([10, 0.1], [3, 0.2], [1, 0.5], [0, 0.6]), perMinute: 0.1 },
-    { name: "a falling load has a negative trend", points: pts([1, 0.9], [0, 0.8]), perMinute: -0.1 },
-    { name: "points after now are ignored", points: [...pts([1, 0.5], [0, 0.6]), { atMs: NOW + MIN, cpuLoad: 0 }], perMinute: 0.1 },
-    { name: "one point is no trend", points: pts([0, 0.9]), perMinute: 0 },
-    { name: "two points less than half a minute apart are no trend", points: [{ atMs: NOW - 20_000, cpuLoad: 0.1 }, { atMs: NOW, cpuLoad: 0.9 }], perMinute: 0 },
-    { name: "no history for the host", points: undefined, perMinute: 0 },
+describe("projectedRise", () => {
+  // A step of the demand seen one minute later (τ = 60 s) has closed 1 − e⁻¹ of its gap: e⁻¹ × the step is still to come
+  // within a minute, (1 − e⁻²) / (e − 1) × the step within two.
+  const cases: { name: string; points: LoadPoint[] | undefined; minutes: number; rise: number }[] = [
+    { name: "a step of 0.1 in the last minute: 0.1/e more within a minute", points: pts([1, 0.5], [0, 0.6]), minutes: 1, rise: 0.1 / Math.E },
+    { name: "… and (1 − e⁻²) / (e − 1) of it within two", points: pts([1, 0.5], [0, 0.6]), minutes: 2, rise: (0.1 * (1 - Math.exp(-2))) / (Math.E - 1) },
+    { name: "only the last two points count", points: pts([3, 0.1], [2, 0.9], [1, 0.5], [0, 0.6]), minutes: 1, rise: 0.1 / Math.E },
+    { name: "the same step seen over two minutes has less to come", points: pts([2, 0.5], [0, 0.6]), minutes: 1, rise: (0.1 * (1 - 1 / Math.E)) / (Math.exp(2) - 1) },
+    { name: "a falling load rises no more", points: pts([1, 0.9], [0, 0.8]), minutes: 1, rise: 0 },
+    { name: "points after now are ignored", points: [...pts([1, 0.5], [0, 0.6]), { atMs: NOW + MIN, cpuLoad: 0 }], minutes: 1, rise: 0.1 / Math.E },
+    { name: "one point is no evidence", points: pts([0, 0.9]), minutes: 1, rise: 0 },
+    { name: "two points less than half a minute apart are no evidence", points: [{ atMs: NOW - 20_000, cpuLoad: 0.1 }, { atMs: NOW, cpuLoad: 0.9 }], minutes: 1, rise: 0 },
+    { name: "no history for the host", points: undefined, minutes: 1, rise: 0 },
   ];
-  it.each(cases)("$name", ({ points, perMinute }) => {
-    expect(loadTrend(points, NOW) * MIN).toBeCloseTo(perMinute, 9);
+  it.each(cases)("$name", ({ points, minutes, rise }) => {
+    expect(projectedRise(points, NOW, minutes * MIN)).toBeCloseTo(rise, 12);
   });
 });
 
@@ -194,6 +198,8 @@ describe("predictive trigger (predictMinutes)", () => {
     [vm("big", "h1", { cpuLoad: 4, vcpus: 4, memoryMiB: 2_000 }), vm("small", "h1", { cpuLoad: 2, memoryMiB: 8_000 }), vm("tiny", "h1", { cpuLoad: 0.1, memoryMiB: 500 })],
   );
   const trend = (...xs: [number, number][]): Map<HostId, LoadPoint[]> => new Map([[h1, pts(...xs)]]);
+  // A last step of 0.07e leaves 0.07 still to come within a minute (see projectedRise).
+  const risingBy7 = trend([1, 0.81 - 0.07 * Math.E], [0, 0.81]);
   const state = (s: ClusterSnapshot, history: Map<HostId, LoadPoint[]>, minutes: number) => {
     const inp = input(s, history);
     const h = inp.view.host(h1);
@@ -202,15 +208,15 @@ describe("predictive trigger (predictMinutes)", () => {
   };
 
   it("a host above cpuLow rising to cpuHigh within predictMinutes is hot now, with the bar lowered by the rise", () => {
-    const got = state(rising, trend([2, 0.67], [1, 0.73], [0, 0.81]), 1);
+    const got = state(rising, risingBy7, 1);
     expect(got?.cpuHot).toBe(true);
     expect(got?.predictedRise).toBeCloseTo(0.07, 9);
     expect(got?.cpuBar).toBeCloseTo(0.78, 9);
   });
 
   const cold: { name: string; history: Map<HostId, LoadPoint[]>; minutes: number; snapshot?: ClusterSnapshot }[] = [
-    { name: "off (predictMinutes 0)", history: trend([2, 0.67], [1, 0.73], [0, 0.81]), minutes: 0 },
-    { name: "rising, but not to cpuHigh within the horizon", history: trend([2, 0.79], [1, 0.8], [0, 0.81]), minutes: 1 },
+    { name: "off (predictMinutes 0)", history: risingBy7, minutes: 0 },
+    { name: "rising, but not to cpuHigh within the horizon", history: trend([2, 0.6], [1, 0.78], [0, 0.81]), minutes: 1 },
     { name: "falling", history: trend([2, 0.95], [1, 0.9], [0, 0.81]), minutes: 1 },
     { name: "no trend yet (one sample)", history: trend([0, 0.81]), minutes: 1 },
     {
@@ -226,7 +232,7 @@ describe("predictive trigger (predictMinutes)", () => {
   });
 
   it("the proposal prefers VMs whose move keeps the projection under cpuHigh, and says why", () => {
-    const [p, ...rest] = [...proposeHotspots(input(rising, trend([2, 0.67], [1, 0.73], [0, 0.81])), predictive)];
+    const [p, ...rest] = [...proposeHotspots(input(rising, risingBy7), predictive)];
     expect(rest).toEqual([]);
     // tiny alone would bring 0.81 to 0.80, under cpuHigh now but not under the projected 0.78 bar.
     expect(p?.candidates).toEqual(["big", "small", "tiny"]);
@@ -236,14 +242,16 @@ describe("predictive trigger (predictMinutes)", () => {
   });
 
   it("a VM whose own load carries the rise takes it along: it relieves the host with less load moved now", () => {
-    // h1: 0.2 + 0.56 + 0.01 = 0.77, rising 0.025/min: in 5 min 0.895, so the bar is 0.725. riser rose 0.1 CPU in the
-    // last minute (0.05 of h1 in 5 min): without it, h1 must only stay under 0.85 − (0.125 − 0.05) = 0.775.
-    const s = cluster([host("h1"), host("h2")], [vm("steady", "h1", { cpuLoad: 5.6, vcpus: 8, memoryMiB: 16_000 }), vm("riser", "h1", { cpuLoad: 0.1, memoryMiB: 1_000 })]);
-    const history = trend([2, 0.72], [1, 0.74], [0, 0.77]);
+    // Five minutes ahead, a step closes f = (1 − e⁻⁵) / (e − 1) of itself again. h1: 0.2 + 0.55 + 0.09 = 0.84, rising 0.12
+    // within 5 min, so the bar is 0.73. riser's own last step carries 0.05 of h1 of that rise: without it, h1 must
+    // only stay under 0.85 − (0.12 − 0.05) = 0.78 — which riser's move (to 0.75) does, and steady's too (to 0.29).
+    const f = (1 - Math.exp(-5)) / (Math.E - 1);
+    const s = cluster([host("h1"), host("h2")], [vm("steady", "h1", { cpuLoad: 5.5, vcpus: 8, memoryMiB: 16_000 }), vm("riser", "h1", { cpuLoad: 0.9, memoryMiB: 1_000 })]);
+    const history = trend([1, 0.84 - 0.12 / f], [0, 0.84]);
     const five = hotspotReliefSchema.parse({ predictMinutes: 5 });
     const before = new Map([
-      [vmId("steady"), { atMs: NOW - MIN, cpuLoad: 5.6 }],
-      [vmId("riser"), { atMs: NOW - MIN, cpuLoad: 0 }],
+      [vmId("steady"), { atMs: NOW - MIN, cpuLoad: 5.5 }],
+      [vmId("riser"), { atMs: NOW - MIN, cpuLoad: 0.9 - 0.5 / f }],
     ]);
     const order = (inp: PolicyInput) => [...proposeHotspots(inp, five)][0]?.candidates;
     expect(order(policyInput(s, { history, vmLoadBefore: before }))).toEqual(["riser", "steady"]);

@@ -4,7 +4,7 @@
  * of its domains' loads (`loadSource: domains`, the only per-host truth when fake hosts share one machine).
  */
 import type { NodeCpuStats, NodeMemoryStats, TypedParams } from "./native/index.js";
-import { emaWeight, LOAD_TAU_MS } from "../sim/load-model.js";
+import { emaWeight } from "../../model/index.js";
 
 const MIB_KIB = 1024;
 
@@ -31,7 +31,7 @@ class Smoothed {
     // First reading, no time passed, or the counter restarted (a guest that moved or restarted starts at 0).
     if (!prev || at <= prev.at || value < prev.value || (base !== undefined && base <= prev.base)) return this.value;
     const raw = base !== undefined ? Number(value - prev.value) / Number(base - prev.base) : Number(value - prev.value) / ((at - prev.at) * 1e6);
-    this.value = this.value === undefined ? raw : this.value + emaWeight(at - prev.at, LOAD_TAU_MS) * (raw - this.value);
+    this.value = this.value === undefined ? raw : this.value + emaWeight(at - prev.at) * (raw - this.value);
     return this.value;
   }
 }

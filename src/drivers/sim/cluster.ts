@@ -1,5 +1,5 @@
 import type { SimConfig } from "../../config/schema.js";
-import { footprint, type ClusterSnapshot, type Host, type HostId, type Vm, type VmId, type VmState } from "../../model/index.js";
+import { emaWeight, footprint, type ClusterSnapshot, type Host, type HostId, type Vm, type VmId, type VmState } from "../../model/index.js";
 import type { Clock } from "../../util/clock.js";
 import { VirtualClock } from "../../util/clock.js";
 import { hash01 } from "../../util/rng.js";
@@ -7,7 +7,7 @@ import { DriverError } from "../driver.js";
 import type { GuardAction, JobStats, MigrationRequest, Placement, VmLocation } from "../driver.js";
 import { buildInventory } from "./inventory.js";
 import type { SimHost, SimVm } from "./inventory.js";
-import { BURST_SLOT_MS, burstingAt, demandAt, emaWeight, LOAD_TAU_MS, SALT } from "./load-model.js";
+import { BURST_SLOT_MS, burstingAt, demandAt, SALT } from "./load-model.js";
 import { SimJob } from "./migration-model.js";
 import type { JobMode, JobPhase } from "./migration-model.js";
 
@@ -116,7 +116,7 @@ export class SimCluster {
   sample(): ClusterSnapshot {
     this.sync();
     const t = this.clock.now();
-    const w = this.lastSampleAt === null ? 1 : emaWeight(t - this.lastSampleAt, LOAD_TAU_MS);
+    const w = this.lastSampleAt === null ? 1 : emaWeight(t - this.lastSampleAt);
     this.lastSampleAt = t;
     const nh = this.hosts.length;
     const cpuSum = new Float64Array(nh);

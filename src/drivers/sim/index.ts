@@ -13,7 +13,7 @@ export { SimDriver } from "./driver.js";
 export type { SimDriverOptions } from "./driver.js";
 export { SimJob, SWITCHOVER_MS, POSTCOPY_SWITCH_MS, SHUTOFF_MOVE_MS } from "./migration-model.js";
 export type { JobMode, JobPhase, JobPlan } from "./migration-model.js";
-export { demandAt, buildLoadProfile, emaWeight, LOAD_TAU_MS, BURST_SLOT_MS, BURST_PROBABILITY } from "./load-model.js";
+export { demandAt, buildLoadProfile, BURST_SLOT_MS, BURST_PROBABILITY } from "./load-model.js";
 export type { LoadProfile } from "./load-model.js";
 export { hostOverheadMiB } from "./inventory.js";
 

@@ -94,11 +94,3 @@ export function demandAt(
   if (bursting) d += p.burstCpus;
   return d < 0 ? 0 : d > p.vcpus ? p.vcpus : d;
 }
-
-/** Exponential moving average weight for a step of dtMs with time constant tauMs. */
-export function emaWeight(dtMs: number, tauMs: number): number {
-  return dtMs <= 0 ? 0 : 1 - Math.exp(-dtMs / tauMs);
-}
-
-/** Smoothing time constant of reported CPU load. */
-export const LOAD_TAU_MS = 60_000;

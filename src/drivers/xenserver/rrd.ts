@@ -1,4 +1,5 @@
 import type { LoadView } from "./mapping.js";
+import { emaWeight, LOAD_TAU_MS } from "../../model/index.js";
 
 /**
  * XAPI's /rrd_updates?json=true: a legend of "CF:class:uuid:metric" names and rows of values, newest row
@@ -80,9 +81,6 @@ export function parseRrdUpdates(text: string): RrdUpdate {
   return { end: Number.isFinite(end) ? end : (rows.at(-1)?.t ?? 0), rows };
 }
 
-/** Smoothing time constant of reported CPU load: the simulator driver's (τ = 60 s). */
-export const LOAD_TAU_MS = 60_000;
-
 interface Ema {
   value: number;
   t: number;
@@ -113,7 +111,7 @@ export class SmoothedLoad implements LoadView {
       return;
     }
     if (tMs <= e.t) return; // rows already seen (overlapping windows)
-    e.value += (1 - Math.exp(-(tMs - e.t) / this.tauMs)) * (v - e.value);
+    e.value += emaWeight(tMs - e.t, this.tauMs) * (v - e.value);
     e.t = tMs;
   }
 
