@@ -135,6 +135,8 @@ export function hotState(host: Host, input: PolicyInput, windowMs: number, predi
 interface Ranked {
   readonly vm: Vm;
   readonly sufficient: boolean;
+  /** Sufficient, and takes a CPU-hot host out of the band (under cpuLow); memory grows, it does not burst. */
+  readonly deep: boolean;
   readonly relief: number;
   readonly converges: boolean;
   readonly cost: number;
@@ -142,8 +144,9 @@ interface Ranked {
 
 /**
  * Candidate VMs of a hot host in preference order: first those whose move alone brings the host under
- * the band (cpu < the hot state's bar and memory < memHigh), cheapest to migrate (memory to copy) first; then the
- * rest by how much of the excess they remove. VMs whose move relieves no hot dimension are left out:
+ * the band (cpu < the hot state's bar and memory < memHigh) — among them, those that take a CPU-hot host out of
+ * the band altogether (under cpuLow: a host left just under cpuHigh is hot again at the next burst), then each
+ * group cheapest to migrate (memory to copy) first; then the rest by how much of the excess they remove. VMs whose move relieves no hot dimension are left out:
  * by the model's footprint a shut-off VM frees neither CPU nor memory, so it never qualifies.
  */
 export function rankCandidates(
@@ -170,6 +173,7 @@ export function rankCandidates(
     // A VM that carries part of the predicted rise takes it along: the host must only stay under the rest.
     const bar = hot.predictedRise === undefined || !vmRise ? hot.cpuBar : t.cpuHigh - Math.max(0, hot.predictedRise - vmRise(vm));
     const sufficient = after.cpuLoad < bar && afterMem < t.memHigh;
+    const deep = sufficient && (!hot.cpuHot || after.cpuLoad < t.cpuLow);
     let relief = 0;
     let dims = 0;
     if (hot.cpuHot) {
@@ -183,11 +187,12 @@ export function rankCandidates(
     // Cost: predicted time when a prediction is available, else memory to copy; a guest predicted not to
     // converge goes after every one that will, whatever its size.
     const p = predict?.(vm);
-    ranked.push({ vm, sufficient, relief: relief / dims, converges: p?.converges ?? true, cost: p?.timeMs ?? vm.memoryMiB });
+    ranked.push({ vm, sufficient, deep, relief: relief / dims, converges: p?.converges ?? true, cost: p?.timeMs ?? vm.memoryMiB });
   }
   ranked.sort((a, b) => {
     if (a.sufficient !== b.sufficient) return a.sufficient ? -1 : 1;
     if (a.converges !== b.converges) return a.converges ? -1 : 1;
+    if (a.deep !== b.deep) return a.deep ? -1 : 1;
     if (!a.sufficient && a.relief !== b.relief) return b.relief - a.relief;
     return a.cost - b.cost || compareStrings(a.vm.id, b.vm.id);
   });

@@ -165,11 +165,12 @@ describe("planner: hotspot relief", () => {
       [vm("a", "hot", { cpuLoad: 3, vcpus: 4, memoryMiB: 16000 }), vm("b", "hot", { cpuLoad: 2.5, vcpus: 4, memoryMiB: 4000 }), vm("c", "hot", { cpuLoad: 2, vcpus: 4, memoryMiB: 2000 })],
     );
 
-  it("moves the cheapest sufficient VM to a destination that stays under cpuLow", () => {
+  it("moves the cheapest VM that takes the host out of the band to a destination that stays under cpuLow", () => {
+    // c or b would leave hot at 0.75 or 0.70, in the band (cpuLow 0.70 – cpuHigh 0.85); a takes it to 0.65.
     const s = hotCluster();
     const p = plan(s, planOpts());
     expect(p.moves).toEqual([
-      { vm: "c", from: "hot", to: "d1", policy: "hotspot-relief", reason: "host hot hot: cpu 95% ≥ cpuHigh 85% in the snapshot", kind: "live-shared" },
+      { vm: "a", from: "hot", to: "d1", policy: "hotspot-relief", reason: "host hot hot: cpu 95% ≥ cpuHigh 85% in the snapshot", kind: "live-shared" },
     ]);
     const after = replay(s, p);
     expect(hostOf(after, "hot")?.cpuLoad).toBeLessThan(T.cpuHigh);
@@ -237,11 +238,11 @@ describe("planner: hotspot relief", () => {
     const p = plan(s, planOpts({ explain: true }));
     expect(p.moves).toEqual([]);
     expect(p.blocked).toHaveLength(1);
-    expect(p.blocked[0]?.vm).toBe("c");
-    expect(p.blocked[0]?.reason).toMatch(/^host hot hot: cpu 95% ≥ cpuHigh 85% in the snapshot; none of 3 candidates can move — c: no destination in cell c1: 2 hosts would reach cpuHigh 85%/);
+    expect(p.blocked[0]?.vm).toBe("a");
+    expect(p.blocked[0]?.reason).toMatch(/^host hot hot: cpu 95% ≥ cpuHigh 85% in the snapshot; none of 3 candidates can move — a: no destination in cell c1: 2 hosts would reach cpuHigh 85%/);
     expect(p.explain).toHaveLength(1);
     // Each candidate once: the explanation is of the last attempt (into the band), not of both.
-    expect(p.explain?.[0]?.candidates.map((c) => c.vm)).toEqual(["c", "b", "a"]);
+    expect(p.explain?.[0]?.candidates.map((c) => c.vm)).toEqual(["a", "c", "b"]);
   });
 
   it("no history given: snapshot load counts; history given and not sustained: nothing moves", () => {

@@ -75,8 +75,8 @@ describe("hotState", () => {
 });
 
 describe("rankCandidates / proposals", () => {
-  it("prefers the smallest VM whose move alone relieves the host, then those that relieve most", () => {
-    // h1 at 0.2 + 7.5/10 = 0.95: a move must take ≥ 1.0 CPU to get below 0.85.
+  it("prefers a VM whose move takes the host out of the band, then the smallest that relieves it, then those that relieve most", () => {
+    // h1 at 0.2 + 7.5/10 = 0.95: a move must take ≥ 1.0 CPU to get below cpuHigh 0.85, > 2.5 to get below cpuLow 0.70.
     const s = cluster(
       [host("h1"), host("h2")],
       [
@@ -92,7 +92,7 @@ describe("rankCandidates / proposals", () => {
     const [p, ...rest] = [...proposeHotspots(input(s), params)];
     expect(rest).toEqual([]);
     expect(p?.source).toBe("h1");
-    expect(p?.candidates).toEqual(["small-enough", "mid-enough", "big-enough", "tiny-cpu"]);
+    expect(p?.candidates).toEqual(["big-enough", "small-enough", "mid-enough", "tiny-cpu"]);
     expect(p?.goal).toEqual({ kind: "relieve", cpuBelow: T.cpuHigh, memBelow: T.memHigh, hot: "cpu" });
     expect(p?.reason).toBe("host h1 hot: cpu 95% ≥ cpuHigh 85% in the snapshot");
     expect(p?.policy).toBe("hotspot-relief");
@@ -262,15 +262,16 @@ describe("predictive trigger (predictMinutes)", () => {
   });
 
   it("a VM whose own load carries the rise takes it along: it relieves the host with less load moved now", () => {
-    // Five minutes ahead, a step closes f = (1 − e⁻⁵) / (e − 1) of itself again. h1: 0.2 + 0.55 + 0.09 = 0.84, rising 0.12
-    // within 5 min, so the bar is 0.73. riser's own last step carries 0.05 of h1 of that rise: without it, h1 must
-    // only stay under 0.85 − (0.12 − 0.05) = 0.78 — which riser's move (to 0.75) does, and steady's too (to 0.29).
+    // Five minutes ahead, a step closes f = (1 − e⁻⁵) / (e − 1) of itself again. h1: 0.61 + 0.14 + 0.09 = 0.84, rising
+    // 0.12 within 5 min, so the bar is 0.73. riser's own last step carries 0.05 of h1 of that rise: without it, h1 must
+    // only stay under 0.85 − (0.12 − 0.05) = 0.78 — which riser's move (to 0.75) does, and steady's too (to 0.70; neither
+    // takes h1 under cpuLow).
     const f = (1 - Math.exp(-5)) / (Math.E - 1);
-    const s = cluster([host("h1"), host("h2")], [vm("steady", "h1", { cpuLoad: 5.5, vcpus: 8, memoryMiB: 16_000 }), vm("riser", "h1", { cpuLoad: 0.9, memoryMiB: 1_000 })]);
+    const s = cluster([host("h1", { cpuLoad: 0.61 }), host("h2")], [vm("steady", "h1", { cpuLoad: 1.4, memoryMiB: 16_000 }), vm("riser", "h1", { cpuLoad: 0.9, memoryMiB: 1_000 })]);
     const history = trend([1, 0.84 - 0.12 / f], [0, 0.84]);
     const five = hotspotReliefSchema.parse({ predictMinutes: 5 });
     const before = new Map([
-      [vmId("steady"), { atMs: NOW - MIN, cpuLoad: 5.5 }],
+      [vmId("steady"), { atMs: NOW - MIN, cpuLoad: 1.4 }],
       [vmId("riser"), { atMs: NOW - MIN, cpuLoad: 0.9 - 0.5 / f }],
     ]);
     const order = (inp: PolicyInput) => [...proposeHotspots(inp, five)][0]?.candidates;
