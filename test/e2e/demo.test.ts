@@ -47,13 +47,17 @@ describe("ballast run on the demo cluster", () => {
     await run.waitFor((l) => l.includes('"maintenance flag set"') && l.includes("edge-h3"), 10_000);
     const deadline = Date.now() + 110_000;
     let left = -1;
+    let last = "";
     while (Date.now() < deadline) {
-      const status = JSON.parse(await get("/api/status")) as { drains: { host: string; vmsLeft: number }[] };
+      last = await get("/api/status");
+      const status = JSON.parse(last) as { drains: { host: string; vmsLeft: number }[] };
       left = status.drains.find((d) => d.host === "edge-h3")?.vmsLeft ?? -1;
       if (left === 0) break;
       await new Promise((r) => setTimeout(r, 500));
     }
-    expect(left).toBe(0);
+    // On failure, the drain's blocked reasons and the last plan say why a VM stayed.
+    const why = (JSON.parse(last) as { drains?: unknown; plan?: unknown; inFlight?: unknown }) ?? {};
+    expect(left, JSON.stringify({ drains: why.drains, plan: why.plan, inFlight: why.inFlight })).toBe(0);
     const hist = JSON.parse(ballast(["history", "--config", cfgFile, "--json", "-n", "100"]).stdout) as {
       migrations: { from: string; policy: string; status: string; startedAt: number; finishedAt: number }[];
     };
