@@ -10,7 +10,10 @@
  * Targets per scenario: ballast's hotspot host-minutes ≥ 90 % below none; ≤ half the migrations of (b) with
  * hotspot minutes no worse than (b)'s; fewer migrations than (c) at equal or better hotspot minutes; no ping-pong.
  *
- *   npm run bench:quality [-- --json] [-- --duration 24h --scenarios DIR --seed-offset N]
+ *   npm run bench:quality [-- --json] [-- --duration 24h --scenarios DIR --seed-offset N --seeds K]
+ *
+ * --seeds K runs every scenario on K seeds (the file's seed plus offsets first … first + K − 1): the same
+ * scenario with other VM sizes, bursts and failures, to tell a robust result from a lucky one.
  *
  * Deterministic: seeded simulator, virtual time. Missed targets are reported, not fatal.
  */
@@ -168,13 +171,24 @@ async function main(): Promise<void> {
     .filter((f) => f.endsWith(".yaml"))
     .sort()
     .map((f) => join(dir, f));
+  const first = Number(argValue("seed-offset") ?? 0);
+  const seeds = Number(argValue("seeds") ?? 1);
+  if (!Number.isInteger(first) || !Number.isInteger(seeds) || seeds < 1) throw new Error("--seed-offset: expected an integer; --seeds: expected a whole number ≥ 1");
   const started = Date.now();
   const rows: QualityRow[] = [];
   const targets: TargetCheck[] = [];
-  for (const file of files) {
-    const r = await runScenario(file, { durationMs: duration, roundIntervalMs: 60_000, seedOffset: Number(argValue("seed-offset") ?? 0) });
-    rows.push(...r);
-    targets.push(...checkTargets(r));
+  const perSeed: string[] = [];
+  for (let seedOffset = first; seedOffset < first + seeds; seedOffset++) {
+    // With several seeds each run is labelled by its offset, so the tables tell them apart.
+    const label = (name: string): string => (seeds > 1 ? `${name} +${seedOffset}` : name);
+    const seedTargets: TargetCheck[] = [];
+    for (const file of files) {
+      const r = (await runScenario(file, { durationMs: duration, roundIntervalMs: 60_000, seedOffset })).map((x) => ({ ...x, scenario: label(x.scenario) }));
+      rows.push(...r);
+      seedTargets.push(...checkTargets(r));
+    }
+    targets.push(...seedTargets);
+    perSeed.push(`seed offset ${seedOffset}: ${seedTargets.filter((t) => t.met).length}/${seedTargets.length}`);
   }
   if (process.argv.includes("--json")) {
     process.stdout.write(JSON.stringify({ bench: "quality", durationHours: duration / 3_600_000, rows, targets }, null, 2) + "\n");
@@ -185,7 +199,7 @@ async function main(): Promise<void> {
     `${table(
       ["scenario", "target", "met", "detail"],
       targets.map((t) => [t.scenario, t.target, t.met ? "yes" : "NO", t.detail]),
-    )}\n\n${targets.filter((t) => t.met).length}/${targets.length} targets met; ${files.length} scenarios × ${ALGORITHMS.length} algorithms in ${((Date.now() - started) / 1000).toFixed(0)} s wall time\n`,
+    )}\n\n${seeds > 1 ? `${perSeed.join("; ")}\n` : ""}${targets.filter((t) => t.met).length}/${targets.length} targets met; ${files.length} scenarios × ${ALGORITHMS.length} algorithms × ${seeds} seed(s) in ${((Date.now() - started) / 1000).toFixed(0)} s wall time\n`,
   );
 }
 
