@@ -132,7 +132,7 @@ export class Metrics implements MigrationObserver {
 
   /**
    * `reason` is a refusal code, a bounded set: guards (cooldown, failure-backoff, host-backoff, host-hourly-limit,
-   * return-cooldown, unreconciled, hourly-limit) and moves policies held back (not-sustained, falling, min-improvement).
+   * return-cooldown, unreconciled, hourly-limit) and moves policies held back (not-sustained, min-improvement).
    */
   refused(reason: string): void {
     this.refusals.inc({ reason });

@@ -11,14 +11,13 @@ export function emaWeight(dtMs: number, tauMs: number = LOAD_TAU_MS): number {
 }
 
 /**
- * The change still to come within horizonMs in a smoothed load that went from `before` to `now` over dtMs, if the
- * demand behind it has held since `before`: the last step closed a share w = emaWeight(dtMs) of the gap to that
- * demand, so the gap left is step × (1 − w) / w, and the horizon closes emaWeight(horizonMs) of it. Positive for a
- * rise, negative for a fall (a host a move just took load off keeps falling). A linear trend instead overshoots:
- * a step's increments shrink, a line's do not.
+ * The rise still to come within horizonMs of a smoothed load that went from `before` to `now` over dtMs, if the
+ * demand behind it has held since `before`: the last step closed a share emaWeight(dtMs) of the gap to that
+ * demand, so the gap left is step × (1 − w) / w, and the horizon closes emaWeight(horizonMs) of it. 0 when not
+ * rising. A rise seen on a linear trend instead overshoots: a step's increments shrink, a line's do not.
  */
-export function pendingChange(before: number, now: number, dtMs: number, horizonMs: number, tauMs: number = LOAD_TAU_MS): number {
-  if (dtMs <= 0 || now === before) return 0;
+export function pendingRise(before: number, now: number, dtMs: number, horizonMs: number, tauMs: number = LOAD_TAU_MS): number {
+  if (dtMs <= 0 || now <= before) return 0;
   const w = emaWeight(dtMs, tauMs);
   return ((now - before) * (1 - w) * emaWeight(horizonMs, tauMs)) / w;
 }

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { footprint, LOAD_TAU_MS, loadWith, memoryFraction, pendingChange, type Host, type Prediction, type Vm, type VmId } from "../model/index.js";
+import { footprint, loadWith, memoryFraction, pendingRise, type Host, type Prediction, type Vm, type VmId } from "../model/index.js";
 import type { LoadPoint, PlanNote, Policy, PolicyDefinition, PolicyInput, Proposal, Thresholds } from "./types.js";
 import { compareStrings, pct } from "./text.js";
 
@@ -36,15 +36,15 @@ export function sustainedAtOrAbove(points: readonly LoadPoint[] | undefined, now
   return covered;
 }
 
-/** Two load points closer than this are no evidence of a change: a step is not told from noise. */
-export const CHANGE_MIN_SPAN_MS = 30_000;
+/** Two load points closer than this are no evidence of a rise: a step is not told from noise. */
+export const RISE_MIN_SPAN_MS = 30_000;
 
 /**
- * How much a host's smoothed load will still change within horizonMs, read from its last two load points up to
- * nowMs (pendingChange: where the demand behind the last step takes it, if it holds), or 0 when there are fewer
- * than two or they are closer than CHANGE_MIN_SPAN_MS. Points are oldest first; points after nowMs are ignored.
+ * How much a host's smoothed load will still rise within horizonMs, read from its last two load points up to nowMs
+ * (pendingRise: the demand behind the last step, if it holds), or 0 when there are fewer than two or they are
+ * closer than RISE_MIN_SPAN_MS. Points are oldest first; points after nowMs are ignored.
  */
-export function projectedChange(points: readonly LoadPoint[] | undefined, nowMs: number, horizonMs: number): number {
+export function projectedRise(points: readonly LoadPoint[] | undefined, nowMs: number, horizonMs: number): number {
   let prev: LoadPoint | undefined;
   let last: LoadPoint | undefined;
   for (const p of points ?? []) {
@@ -52,17 +52,8 @@ export function projectedChange(points: readonly LoadPoint[] | undefined, nowMs:
     prev = last;
     last = p;
   }
-  if (!prev || !last || last.atMs - prev.atMs < CHANGE_MIN_SPAN_MS) return 0;
-  return pendingChange(prev.cpuLoad, last.cpuLoad, last.atMs - prev.atMs, horizonMs);
-}
-
-/**
- * Whether a host at or above cpuHigh is falling back under it by itself within a minute (one smoothing time
- * constant): the sample lags the demand, so right after a move took load off, the source still reads hot.
- */
-function fallingUnder(host: Host, points: readonly LoadPoint[] | undefined, input: PolicyInput): number | undefined {
-  const heading = host.cpuLoad + projectedChange(points, input.nowMs, LOAD_TAU_MS);
-  return heading < input.thresholds.cpuHigh ? heading : undefined;
+  if (!prev || !last || last.atMs - prev.atMs < RISE_MIN_SPAN_MS) return 0;
+  return pendingRise(prev.cpuLoad, last.cpuLoad, last.atMs - prev.atMs, horizonMs);
 }
 
 /** The share of the host's CPUs by which a VM's own load is rising within predictMinutes (from its previous sample). */
@@ -71,8 +62,8 @@ function vmRiseOf(input: PolicyInput, host: Host, params: HotspotReliefParams): 
   if (!before || params.predictMinutes <= 0) return undefined;
   return (vm) => {
     const p = before.get(vm.id);
-    if (!p || input.nowMs - p.atMs < CHANGE_MIN_SPAN_MS) return 0;
-    return Math.max(0, pendingChange(p.cpuLoad, vm.cpuLoad, input.nowMs - p.atMs, params.predictMinutes * 60_000)) / host.cpus;
+    if (!p || input.nowMs - p.atMs < RISE_MIN_SPAN_MS) return 0;
+    return pendingRise(p.cpuLoad, vm.cpuLoad, input.nowMs - p.atMs, params.predictMinutes * 60_000) / host.cpus;
   };
 }
 
@@ -108,15 +99,13 @@ export function hotState(host: Host, input: PolicyInput, windowMs: number, predi
   const { cpuHigh, cpuLow, memHigh } = input.thresholds;
   const mem = memoryFraction(host);
   const points = input.history?.get(host.name);
-  const sustained =
-    host.cpuLoad >= cpuHigh &&
-    (input.history === undefined || (sustainedAtOrAbove(points, input.nowMs, windowMs, cpuHigh) && fallingUnder(host, points, input) === undefined));
+  const sustained = host.cpuLoad >= cpuHigh && (input.history === undefined || sustainedAtOrAbove(points, input.nowMs, windowMs, cpuHigh));
   // Under cpuLow a host is a fit destination, so it is never hot by prediction: noise at low load moves nothing.
   // The rise is judged on the sampled load: once the plan has taken load off the host, the next round judges again
   // (the moved VM may have taken the rise with it), so a predicted hotspot costs one move per round.
   const rise =
     !sustained && predictMs > 0 && host.cpuLoad >= cpuLow && !lightenedByPlan(host, points, input.nowMs)
-      ? projectedChange(points, input.nowMs, predictMs)
+      ? projectedRise(points, input.nowMs, predictMs)
       : 0;
   const predicted = rise > 0 && host.cpuLoad + rise >= cpuHigh;
   const cpuHot = sustained || predicted;
@@ -248,26 +237,20 @@ export function* proposeHotspots(input: PolicyInput, params: HotspotReliefParams
   }
 }
 
-/**
- * Hosts at or above cpuHigh held back (counted in metrics): not there for sustainMinutes yet, or falling back under
- * it by themselves (a move just took load off).
- */
+/** Hosts at or above cpuHigh whose load has not stayed there for sustainMinutes: held back, not yet hot (counted in metrics). */
 export function* reportNotSustained(input: PolicyInput, params: HotspotReliefParams): Generator<PlanNote, void, undefined> {
   if (input.history === undefined) return;
   const windowMs = params.sustainMinutes * 60_000;
   for (const host of input.view.hosts()) {
     if (host.cpuLoad < input.thresholds.cpuHigh || hotState(host, input, windowMs, params.predictMinutes * 60_000)?.cpuHot === true) continue;
     if (host.maintenance || !host.reachable) continue;
-    const over = `${host.name} cpu ${pct(host.cpuLoad)} ≥ cpuHigh ${pct(input.thresholds.cpuHigh)}`;
-    const points = input.history.get(host.name);
-    const heading = sustainedAtOrAbove(points, input.nowMs, windowMs, input.thresholds.cpuHigh) ? fallingUnder(host, points, input) : undefined;
     yield {
       policy: HOTSPOT_RELIEF,
-      code: heading === undefined ? "not-sustained" : "falling",
+      code: "not-sustained",
       host: host.name,
       cell: host.cell,
       held: true,
-      message: heading === undefined ? `${over}, not yet for ${params.sustainMinutes} min` : `${over}, falling: ${pct(heading)} within a minute`,
+      message: `${host.name} cpu ${pct(host.cpuLoad)} ≥ cpuHigh ${pct(input.thresholds.cpuHigh)}, not yet for ${params.sustainMinutes} min`,
     };
   }
 }

@@ -96,7 +96,7 @@ export interface Proposal {
  */
 export interface PlanNote {
   readonly policy: string;
-  /** A bounded code, e.g. "power-off-candidate", "not-sustained", "falling", "min-improvement". */
+  /** A bounded code, e.g. "power-off-candidate", "not-sustained", "min-improvement". */
   readonly code: string;
   readonly host?: HostId;
   readonly cell?: CellId;
