@@ -4,7 +4,7 @@
  * its projected load within the scenario's predictMinutes reaches cpuHigh. A prediction is right when the host
  * does reach cpuHigh within that horizon; a hot onset (a sample at or above cpuHigh after one below) is caught
  * when the sample before it predicted it. Two projections are compared:
- *   step: ballast's — the rise still to come after the last step of the smoothed load (projectedChange);
+ *   step: ballast's — the rise still to come after the last step of the smoothed load (projectedRise);
  *   line: a least-squares line through the last two minutes, extended (ballast's trigger before this bench).
  *
  *   npm run bench:prediction [-- --json] [-- --scenarios DIR --duration 24h]
@@ -16,7 +16,7 @@ import { table } from "../src/cli/table.js";
 import { loadConfig } from "../src/config/index.js";
 import { runSimulation } from "../src/daemon/simulate.js";
 import type { HostId } from "../src/model/index.js";
-import { projectedChange } from "../src/policies/hotspot-relief.js";
+import { projectedRise } from "../src/policies/hotspot-relief.js";
 import type { LoadPoint } from "../src/policies/types.js";
 import { durationMs } from "../src/util/duration.js";
 import { baseline, noBalancing } from "./baselines/runner.js";
@@ -40,7 +40,7 @@ function lineSlope(points: readonly LoadPoint[], nowMs: number): number {
 }
 
 const PROJECTIONS = {
-  step: (points: readonly LoadPoint[], nowMs: number, horizonMs: number) => projectedChange(points, nowMs, horizonMs),
+  step: (points: readonly LoadPoint[], nowMs: number, horizonMs: number) => projectedRise(points, nowMs, horizonMs),
   line: (points: readonly LoadPoint[], nowMs: number, horizonMs: number) => lineSlope(points, nowMs) * horizonMs,
 } as const;
 
