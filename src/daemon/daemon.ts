@@ -201,8 +201,8 @@ export class Daemon {
   }
 
   private historyWindowMs(): number {
-    // The sustain window, plus the points just before it (the start of a sustained span, the step of a rise).
-    return this.config.policies["hotspot-relief"].sustainMinutes * 60_000 + 2 * 60_000;
+    // The sustain window (at least two minutes: the step a rise is read from), plus the points just before it.
+    return Math.max(this.config.policies["hotspot-relief"].sustainMinutes * 60_000, 2 * 60_000) + 2 * 60_000;
   }
 
   get maintenanceFlags(): ReadonlyMap<HostId, MaintenanceFlag> {

@@ -14,7 +14,7 @@ interface Order {
  * The hosts of each cell sorted by their score bound (best first, then by name), kept up to date as
  * moves are applied. Scanning destinations in this order, the planner can stop once the bound of the
  * next host is below the best feasible score found: no later host can win (scores only fall when a
- * footprint is added). Built lazily per (cell, band); one move re-positions two hosts.
+ * footprint is added). Built lazily per (cell, band, score weights); one move re-positions two hosts.
  */
 export class DestinationOrder {
   private readonly orders = new Map<string, { order: Order; goal: Goal }>();

@@ -30,7 +30,8 @@ export function score(cpuAfter: number, memAfter: number, goal: Goal, t: Thresho
 
 /**
  * A relief is judged by the headroom it leaves in the dimension that was hot: a CPU hotspot's VM goes where CPU
- * has most room (memory only has to fit), or the next busy host is the next hotspot. Other goals weigh both.
+ * has most room (memory only has to stay under the band, as the capacity check holds it), or the next busy host
+ * is the next hotspot. Other goals weigh both.
  */
 export function weightsFor(goal: Goal, w: ScoreWeights): ScoreWeights {
   if (goal.kind !== "relieve" || goal.hot === "both") return w;

@@ -42,7 +42,9 @@ export const RISE_MIN_SPAN_MS = 30_000;
 /**
  * How much a host's smoothed load will still rise within horizonMs, read from its last two load points up to nowMs
  * (pendingRise: the demand behind the last step, if it holds), or 0 when there are fewer than two or they are
- * closer than RISE_MIN_SPAN_MS. Points are oldest first; points after nowMs are ignored.
+ * closer than RISE_MIN_SPAN_MS. Points are oldest first; points after nowMs are ignored. A round run right after a
+ * migration samples again within seconds: its step would be the move's own (a VM's load arriving or leaving), so
+ * it reads no rise.
  */
 export function projectedRise(points: readonly LoadPoint[] | undefined, nowMs: number, horizonMs: number): number {
   let prev: LoadPoint | undefined;
@@ -229,7 +231,8 @@ export function* proposeHotspots(input: PolicyInput, params: HotspotReliefParams
         cpuBelow: state.cpuBar,
         memBelow: input.thresholds.memHigh,
         hot: state.cpuHot && state.memHot ? "both" : state.cpuHot ? "cpu" : "memory",
-        ...(state.predictedRise !== undefined && { intoBand: false }),
+        // A forecast is not worth filling another host into the band; a real memory hotspot is, forecast or not.
+        ...(state.predictedRise !== undefined && !state.memHot && { intoBand: false }),
       },
       reason: hotReason(host, state, input, params),
       key: `${HOTSPOT_RELIEF}:${host.name}`,

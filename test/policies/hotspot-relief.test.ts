@@ -181,6 +181,12 @@ describe("projectedRise", () => {
     { name: "a falling load rises no more", points: pts([1, 0.9], [0, 0.8]), minutes: 1, rise: 0 },
     { name: "points after now are ignored", points: [...pts([1, 0.5], [0, 0.6]), { atMs: NOW + MIN, cpuLoad: 0 }], minutes: 1, rise: 0.1 / Math.E },
     { name: "one point is no evidence", points: pts([0, 0.9]), minutes: 1, rise: 0 },
+    {
+      name: "a round within half a minute of the one before (right after a move) reads no rise: the step would be the move's own",
+      points: [...pts([1, 0.5]), { atMs: NOW - 10_000, cpuLoad: 0.58 }, { atMs: NOW, cpuLoad: 0.66 }],
+      minutes: 1,
+      rise: 0,
+    },
     { name: "two points less than half a minute apart are no evidence", points: [{ atMs: NOW - 20_000, cpuLoad: 0.1 }, { atMs: NOW, cpuLoad: 0.9 }], minutes: 1, rise: 0 },
     { name: "no history for the host", points: undefined, minutes: 1, rise: 0 },
   ];
@@ -239,6 +245,16 @@ describe("predictive trigger (predictMinutes)", () => {
     expect(p?.goal).toMatchObject({ kind: "relieve" });
     expect(p?.goal.kind === "relieve" && p.goal.cpuBelow).toBeCloseTo(0.78, 9);
     expect(p?.reason).toBe("host h1 hot: cpu 81% rising, projected 88% ≥ cpuHigh 85% within 1 min");
+  });
+
+  it("a forecast hotspot is not relieved into the band, unless its memory is really hot", () => {
+    const goal = (s: ClusterSnapshot) => [...proposeHotspots(input(s, risingBy7), predictive)][0]?.goal;
+    expect(goal(rising)).toMatchObject({ kind: "relieve", hot: "cpu", intoBand: false });
+    // Same VMs on a host already using 85,000 MiB: 95.5 % ≥ memHigh.
+    const memHot = cluster([host("h1", { memoryUsedMiB: 85_000 }), host("h2")], rising.vms);
+    const g = goal(memHot);
+    expect(g).toMatchObject({ kind: "relieve", hot: "both" });
+    expect(g).not.toHaveProperty("intoBand");
   });
 
   it("a VM whose own load carries the rise takes it along: it relieves the host with less load moved now", () => {
