@@ -137,8 +137,9 @@ interface Ranked {
  * Candidate VMs of a hot host in preference order: first those whose move alone brings the host under
  * the band (cpu < the hot state's bar and memory < memHigh) — among them, those that take a CPU-hot host out of
  * the band altogether (under cpuLow: a host left just under cpuHigh is hot again at the next burst), then each
- * group cheapest to migrate (memory to copy) first; then the rest by how much of the excess they remove. VMs whose move relieves no hot dimension are left out:
- * by the model's footprint a shut-off VM frees neither CPU nor memory, so it never qualifies.
+ * group cheapest to migrate (memory to copy) first; then the rest by how much of the excess they remove. VMs
+ * whose move relieves no hot dimension are left out: by the model's footprint a shut-off VM frees neither CPU
+ * nor memory, so it never qualifies.
  */
 export function rankCandidates(
   host: Host,
