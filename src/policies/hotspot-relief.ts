@@ -37,7 +37,7 @@ export function sustainedAtOrAbove(points: readonly LoadPoint[] | undefined, now
 }
 
 /** Two load points closer than this are no evidence of a rise: a step is not told from noise. */
-export const RISE_MIN_SPAN_MS = 30_000;
+const RISE_MIN_SPAN_MS = 30_000;
 
 /**
  * How much a host's smoothed load will still rise within horizonMs, read from its last two load points up to nowMs
