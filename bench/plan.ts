@@ -18,14 +18,14 @@ import type { ClusterSnapshot } from "../src/model/index.js";
 import { parseSnapshot } from "../src/model/parse-snapshot.js";
 import { enabledPolicies, policyConfigSchema } from "../src/policies/registry.js";
 import { table } from "../src/cli/table.js";
+import { argValue } from "./args.js";
 import { generateSnapshot } from "./gen-snapshot.js";
 
 const MiB = 1024 * 1024;
 const TARGET = { planMs: 100, cliMs: 1000, rssMiB: 300 } as const;
 
 function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(process.argv[i + 1]) : NaN;
+  const v = Number(argValue(name));
   return Number.isFinite(v) ? v : fallback;
 }
 

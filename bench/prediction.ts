@@ -19,6 +19,7 @@ import type { HostId } from "../src/model/index.js";
 import { projectedRise } from "../src/policies/hotspot-relief.js";
 import type { LoadPoint } from "../src/policies/types.js";
 import { durationMs } from "../src/util/duration.js";
+import { argValue } from "./args.js";
 import { baseline, noBalancing } from "./baselines/runner.js";
 
 const ROUND_MS = 60_000;
@@ -105,11 +106,6 @@ export async function measure(file: string, duration: number): Promise<Predictio
     }
     return { scenario: name, projection, predictions, right, onsets, caught };
   });
-}
-
-function argValue(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
 }
 
 const pct = (n: number, d: number): string => (d === 0 ? "n/a" : `${Math.round((100 * n) / d)} %`);

@@ -24,6 +24,7 @@ import { table } from "../src/cli/table.js";
 import { loadConfig } from "../src/config/index.js";
 import { ballastBalancer, runSimulation, type BalancerFactory, type SimulationReport } from "../src/daemon/simulate.js";
 import { durationMs } from "../src/util/duration.js";
+import { argValue } from "./args.js";
 import { proxlb } from "./baselines/proxlb.js";
 import { baseline, noBalancing } from "./baselines/runner.js";
 import { xoPerformance } from "./baselines/xo.js";
@@ -156,11 +157,6 @@ export function formatTable(rows: readonly QualityRow[]): string {
       r.convergenceFailures,
     ]),
   );
-}
-
-function argValue(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
 }
 
 async function main(): Promise<void> {

@@ -24,6 +24,7 @@ import { Metrics } from "../src/daemon/metrics.js";
 import { createSimCluster, SimDriver } from "../src/drivers/sim/index.js";
 import { openHistory, type StoreStats } from "../src/store/index.js";
 import { VirtualClock } from "../src/util/clock.js";
+import { argValue } from "./args.js";
 
 export interface SoakOptions {
   readonly cells: number;
@@ -201,8 +202,7 @@ function render(r: SoakReport): string {
 }
 
 function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(process.argv[i + 1]) : NaN;
+  const v = Number(argValue(name));
   return Number.isFinite(v) ? v : fallback;
 }
 

@@ -17,10 +17,10 @@ import { table } from "../src/cli/table.js";
 import { createXenServerDriver, type XenTransport } from "../src/drivers/xenserver/index.js";
 import { ManualClock } from "../src/util/clock.js";
 import { startXapiSim, type VmSpec } from "../test/xapi-sim/index.js";
+import { argValue } from "./args.js";
 
 function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? (process.argv[i + 1] ?? fallback) : fallback;
+  return argValue(name) ?? fallback;
 }
 
 const hosts = Number(arg("hosts", "64"));
