@@ -85,9 +85,9 @@ describe("status page in headless Chromium", () => {
 
     // Hosts grouped by cell, with bars and threshold marks.
     for (const cell of ["batch", "core", "edge"]) await expect(page.locator(`#cells .cell[data-cell='${cell}'] h3`).textContent()).resolves.toBe(cell);
-    expect(await page.locator("#cells .cell[data-cell='edge'] .host").count()).toBe(4);
+    expect(await page.locator("#cells .cell[data-cell='edge'] .host").count()).toBe(5);
     expect(await page.locator("#cells .cell[data-cell='core'] .host").count()).toBe(6);
-    expect(await page.locator("#cells .host .track .mark.high").count()).toBe(2 * 14);
+    expect(await page.locator("#cells .host .track .mark.high").count()).toBe(2 * 15);
     expect(await page.locator("#cells .host[data-host='edge-h2'] .badge.maint").count()).toBe(1);
 
     // Drain progress, with the reason shown as text.
