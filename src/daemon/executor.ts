@@ -135,10 +135,11 @@ export class Executor {
     observer?.onStart?.(move, id);
     // From here on journal writes are best-effort (disk full): the migration must still be watched and verified.
     // A record that cannot be closed stays open, and reconciliation closes it once the disk takes writes again.
+    const write = bestEffort;
     const finish = (r: Omit<ExecutionResult, "migrationId" | "durationMs">): ExecutionResult => {
       const finishedAt = clock.now();
       const result: ExecutionResult = { ...r, migrationId: id, durationMs: Math.round(this.mono() - startedMono) };
-      bestEffort(() => journal.finishMigration(id, {
+      write(() => journal.finishMigration(id, {
         status: r.status,
         finishedAt,
         actualMs: result.durationMs,
@@ -177,7 +178,7 @@ export class Executor {
     } catch (e) {
       return finish({ status: "failed", error: `migrate refused: ${(e as Error).message}` });
     }
-    bestEffort(() => journal.markRunning(id, clock.now()));
+    write(() => journal.markRunning(id, clock.now()));
 
     const history: JobStats[] = [];
     const taken: TakenAction[] = [];
@@ -205,7 +206,7 @@ export class Executor {
       history.push(stats);
       observer?.onStats?.(move, stats);
       if (this.mono() - lastJournalled >= STATS_JOURNAL_EVERY_MS) {
-        bestEffort(() => journal.appendMigrationEvent(id, { at: clock.now(), kind: "stats", data: stats }));
+        write(() => journal.appendMigrationEvent(id, { at: clock.now(), kind: "stats", data: stats }));
         lastJournalled = this.mono();
       }
       const decision = this.deps.guard({
@@ -220,16 +221,16 @@ export class Executor {
       if (decision.kind === "act") {
         taken.push({ action: decision.action, atSample: history.length });
         if (decision.action.kind === "pause") pausedByUs = true;
-        bestEffort(() => journal.appendMigrationEvent(id, { at: clock.now(), kind: "guard", data: { ...decision, stats } }));
+        write(() => journal.appendMigrationEvent(id, { at: clock.now(), kind: "guard", data: { ...decision, stats } }));
         observer?.onGuard?.(move, decision);
         await handle.act(decision.action).catch((e: unknown) => {
-          bestEffort(() => journal.appendMigrationEvent(id, { at: clock.now(), kind: "note", data: { actFailed: String(e) } }));
+          write(() => journal.appendMigrationEvent(id, { at: clock.now(), kind: "note", data: { actFailed: String(e) } }));
         });
       }
     }
 
     if (outcome.status === "succeeded" && outcome.note !== undefined) {
-      bestEffort(() => journal.appendMigrationEvent(id, { at: clock.now(), kind: "note", data: { hypervisor: outcome.note } }));
+      write(() => journal.appendMigrationEvent(id, { at: clock.now(), kind: "note", data: { hypervisor: outcome.note } }));
     }
     return finish(await this.verify(move, outcome, pausedByUs, id, endedAt ?? this.mono()));
   }
